@@ -1,0 +1,134 @@
+"""The command line.  Each command parses its arguments, calls one function of the package and prints.
+
+Errors a user can cause (``NnctlError``) are printed as ``error: ...`` lines on stderr, and the
+command exits with the error's code (2 for bad input) -- never with a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from nnctl.errors import EXIT_USAGE, NnctlError
+
+app = typer.Typer(
+    name="nnctl",
+    help="Train neural networks from YAML experiment files on a pure-NumPy engine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+SetOption = typer.Option(
+    None, "--set", "-s", metavar="KEY.PATH=VALUE", help="Override a config key (value parsed as YAML); repeatable."
+)
+
+
+def report_errors(command):
+    """Turn a user error into 'error: ...' lines on stderr and its exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except NnctlError as exc:
+            for line in str(exc).splitlines():
+                print(f"error: {line}", file=sys.stderr)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def version_callback(value: bool):
+    if value:
+        import nnctl
+
+        print(f"nnctl {nnctl.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=version_callback, is_eager=True, help="Show the version."),
+):
+    pass
+
+
+@app.command()
+@report_errors
+def train(
+    config: Path = typer.Argument(..., help="The experiment's YAML file."),
+    set_: Optional[List[str]] = SetOption,
+    out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for run folders."),
+    name: Optional[str] = typer.Option(None, "--name", "-n", help="Run name (default: the config's name)."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object with the results, nothing else."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; print only the run folder."),
+):
+    """Train the model a config describes, and write a run folder."""
+    from nnctl import console
+    from nnctl.config import load_config
+    from nnctl.training import run_training
+
+    overrides = [*(set_ or []), *([f"name={json.dumps(name)}"] if name is not None else [])]
+    loaded = load_config(config, overrides)
+    reporter = console.make_reporter(json_output=json_output, quiet=quiet)
+    result = run_training(loaded, out, reporter=reporter, command=sys.argv)
+    if json_output:
+        print(console.json_line({"run_dir": str(result.run_dir), **result.summary}))
+    elif quiet:
+        print(result.run_dir)
+    else:
+        console.print_results(result.summary, result.run_dir, title="results")
+    if result.message:
+        print(f"error: {result.message}", file=sys.stderr)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command("eval")
+@report_errors
+def eval_command(
+    run: Path = typer.Argument(..., help="A run folder, or a checkpoint .npz file."),
+    split: str = typer.Option("test", "--split", help="test, val or train."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object with the metrics."),
+):
+    """Score a run's checkpoint on a data split, recomputed exactly as in training."""
+    from nnctl import console
+    from nnctl.evaluation import evaluate_split, restore
+
+    if split not in ("test", "val", "train"):
+        raise NnctlError(f"--split: {split!r} is not allowed; allowed: test, val, train")
+    restored = restore(run)
+    metrics = evaluate_split(restored, split)
+    if json_output:
+        print(console.json_line({"checkpoint": str(restored.checkpoint), "split": split, **metrics}))
+    else:
+        print(f"checkpoint: {restored.checkpoint}")
+        console.print_results(metrics, None, title=f"{split} metrics")
+
+
+@app.command()
+@report_errors
+def validate(
+    config: Path = typer.Argument(..., help="The experiment's YAML file."),
+    set_: Optional[List[str]] = SetOption,
+):
+    """Check a config (and that its model fits its data); print it resolved, with every default filled in."""
+    from nnctl import build
+    from nnctl.config import load_config
+    from nnctl.data import load_data
+
+    loaded = load_config(config, set_ or [])
+    build.check_model_fits_data(loaded, load_data(loaded))
+    sys.stdout.write(loaded.config.to_yaml())
+
+
+def main() -> None:
+    app()

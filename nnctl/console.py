@@ -1,0 +1,103 @@
+"""What the CLI shows: a live progress bar on a terminal, plain lines otherwise, and result tables."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from nnctl.training import Reporter
+
+#: at most this many plain progress lines per run when stdout is not a terminal
+PLAIN_LINES = 50
+
+
+def format_row(row: dict) -> str:
+    shown = [k for k in row if k not in ("epoch", "lr", "train_seconds")]
+    return "  ".join(f"{k} {row[k]:.4f}" for k in shown)
+
+
+class RichReporter(Reporter):
+    def __init__(self, console: Console):
+        self.console = console
+
+    def start(self, run_dir, total_epochs, num_params):
+        self.console.print(f"run folder [bold]{run_dir}[/]  ({num_params:,} parameters)", highlight=False)
+        self.progress = Progress(
+            TextColumn("epoch"),
+            MofNCompleteColumn(),
+            BarColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[stats]}"),
+            console=self.console,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=total_epochs, stats="")
+
+    def epoch(self, row):
+        self.progress.update(self.task, advance=1, stats=format_row(row))
+
+    def end(self):
+        self.progress.stop()
+
+
+class PlainReporter(Reporter):
+    """One line per epoch, or per few epochs for long runs; never control characters."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def start(self, run_dir, total_epochs, num_params):
+        self.total = total_epochs
+        self.every = max(1, math.ceil(total_epochs / PLAIN_LINES))
+        print(f"run folder {run_dir}  ({num_params:,} parameters)", file=self.stream, flush=True)
+
+    def epoch(self, row):
+        epoch = row["epoch"]
+        if epoch % self.every == 0 or epoch == self.total or epoch == 1:
+            print(f"epoch {epoch}/{self.total}  {format_row(row)}", file=self.stream, flush=True)
+
+
+def make_reporter(json_output: bool, quiet: bool) -> Reporter:
+    """Progress on stdout: a live bar on a terminal, else plain lines; none with --quiet.
+    With --json stdout carries only the result, so progress goes to stderr, and only to a terminal."""
+    if quiet:
+        return Reporter()
+    if json_output:
+        return RichReporter(Console(stderr=True)) if sys.stderr.isatty() else Reporter()
+    return RichReporter(Console()) if sys.stdout.isatty() else PlainReporter(sys.stdout)
+
+
+def print_results(metrics: dict, run_dir: Path | None, title: str) -> None:
+    console = Console()
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            value = f"{value:.4f}" if key != "train_seconds_total" else f"{value:.2f} s"
+        table.add_row(key, "" if value is None else str(value))
+    console.print(table)
+    if run_dir is not None:
+        console.print(f"run folder: {run_dir}", highlight=False, soft_wrap=True)
+
+
+def json_line(obj) -> str:
+    """Strict JSON (NaN and infinities become null) on one line."""
+    return json.dumps(_finite(obj))
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
