@@ -12,12 +12,14 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
+    Tag,
     Field,
     NonNegativeFloat,
     PositiveInt,
@@ -62,28 +64,50 @@ class Strict(BaseModel):
 PLAYGROUND_CLASSIFICATION = ("circle", "xor", "gauss", "spiral")
 PLAYGROUND_REGRESSION = ("reg-plane", "reg-gauss")
 FEATURES = ("x1", "x2", "x1_sq", "x2_sq", "x1_x2", "sin_x1", "sin_x2")
+LOGIC_FUNCTIONS = ("and", "or", "nand", "nor", "xor", "not")
+FUNCTIONS = ("sin", "cos", "abs", "step", "square", "cube", "sinc", "gauss", "sawtooth")
 
 
-class PlaygroundData(Strict):
-    """The TensorFlow Playground's six datasets (shared/reference/playground.md)."""
+class Augment(Strict):
+    """Training-time augmentation (slide 13), drawn from the run's seeded generator, training batches only."""
 
-    dataset: Literal["circle", "xor", "gauss", "spiral", "reg-plane", "reg-gauss"]
-    samples: PositiveInt | None = Field(None, description="default: 500 for classification, 1200 for regression")
-    noise: Annotated[float, Field(ge=0, le=0.5)] = 0.0
+    noise_std: NonNegativeFloat = Field(0.0, description="std of Gaussian noise added to the (normalized) inputs")
+
+
+class DataCommon(Strict):
+    seed: int | None = Field(None, description="seed of data generation and split; default: the run's seed")
+    normalize: Literal["none", "standard", "minmax", "pca_whiten"] = Field(
+        "none", description="fitted on the training split only, stored in the checkpoint (slide 8)"
+    )
+    augment: Augment = Augment()
+
+
+class SplitFractions(Strict):
     test_fraction: Fraction = 0.5
     val_fraction: Fraction = 0.0
-    features: Annotated[list[Literal[FEATURES]], Field(min_length=1)] = ["x1", "x2"]  # type: ignore[valid-type]
-    seed: int | None = Field(None, description="seed of data generation and split; default: the run's seed")
 
     @model_validator(mode="after")
-    def _check(self):
-        if self.samples is None:
-            self.samples = 1200 if self.dataset in PLAYGROUND_REGRESSION else 500
+    def _leave_training_rows(self):
         if self.test_fraction + self.val_fraction >= 1:
             raise ValueError(
                 f"test_fraction + val_fraction must be below 1 to leave training data "
                 f"(got {self.test_fraction} + {self.val_fraction})"
             )
+        return self
+
+
+class PlaygroundData(DataCommon, SplitFractions):
+    """The TensorFlow Playground's six datasets (shared/reference/playground.md)."""
+
+    dataset: Literal["circle", "xor", "gauss", "spiral", "reg-plane", "reg-gauss"]
+    samples: PositiveInt | None = Field(None, description="default: 500 for classification, 1200 for regression")
+    noise: Annotated[float, Field(ge=0, le=0.5)] = 0.0
+    features: Annotated[list[Literal[FEATURES]], Field(min_length=1)] = ["x1", "x2"]  # type: ignore[valid-type]
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.samples is None:
+            self.samples = 1200 if self.dataset in PLAYGROUND_REGRESSION else 500
         if len(set(self.features)) != len(self.features):
             raise ValueError("features: each feature may appear once")
         return self
@@ -93,7 +117,47 @@ class PlaygroundData(Strict):
         return self.dataset in PLAYGROUND_REGRESSION
 
 
-DataConfig = Annotated[Union[PlaygroundData], Field(discriminator="dataset")]
+class LogicData(DataCommon):
+    """Every row of a truth table (inputs 0/1).  The table is both the training and the test set."""
+
+    dataset: Literal["logic"]
+    function: Literal[LOGIC_FUNCTIONS]  # type: ignore[valid-type]
+    inputs: Annotated[int, Field(ge=1, le=16)] | None = Field(None, description="default 2 (1 for not)")
+    repeat: PositiveInt = Field(1, description="copies of the table in the training set")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.inputs is None:
+            self.inputs = 1 if self.function == "not" else 2
+        if self.function == "not" and self.inputs != 1:
+            raise ValueError("not takes exactly 1 input")
+        if self.function != "not" and self.inputs < 2:
+            raise ValueError(f"{self.function} needs at least 2 inputs")
+        return self
+
+    is_regression: ClassVar[bool] = False
+
+
+class FunctionData(DataCommon, SplitFractions):
+    """Samples of a fixed 1-D function y = f(x), x ~ U(range) (slide 6, universal approximation)."""
+
+    dataset: Literal["function"]
+    fn: Literal[FUNCTIONS]  # type: ignore[valid-type]
+    range: tuple[float, float] = (-3.14159, 3.14159)
+    samples: PositiveInt = 256
+    noise: NonNegativeFloat = Field(0.0, description="std of Gaussian noise added to the targets")
+    test_fraction: Fraction = 0.25
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.range[0] < self.range[1]:
+            raise ValueError(f"range must be [low, high] with low < high (got {list(self.range)})")
+        return self
+
+    is_regression: ClassVar[bool] = True
+
+
+DataConfig = Annotated[Union[PlaygroundData, LogicData, FunctionData], Field(discriminator="dataset")]
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -102,17 +166,10 @@ ActivationName = Literal["identity", "sigmoid", "tanh", "relu", "leaky_relu", "e
 InitName = Literal["xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "uniform", "torch", "zeros"]
 
 
-class ActivationConfig(Strict):
-    """``relu``, or with a parameter: ``{name: leaky_relu, slope: 0.2}``, ``{name: elu, alpha: 0.5}``."""
-
+class ActivationParams(Strict):
     name: ActivationName
     slope: PositiveFloat | None = Field(None, description="leaky_relu only; default 0.1 (the lecture's slide)")
     alpha: PositiveFloat | None = Field(None, description="elu only; default 1.0")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, data: Any) -> Any:
-        return {"name": data} if isinstance(data, str) else data
 
     @model_validator(mode="after")
     def _defaults(self):
@@ -130,6 +187,15 @@ class ActivationConfig(Strict):
     def params(self) -> dict[str, float]:
         return {k: v for k in ("slope", "alpha") if (v := getattr(self, k)) is not None}
 
+
+class ActivationConfig(ActivationParams):
+    """``relu``, or with a parameter: ``{name: leaky_relu, slope: 0.2}``, ``{name: elu, alpha: 0.5}``."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        return {"name": data} if isinstance(data, str) else data
+
     @model_serializer
     def _dump(self):
         return {"name": self.name, **self.params} if self.params else self.name
@@ -144,12 +210,118 @@ class DenseLayer(Strict):
     init: InitName | None = Field(None, description="overrides model.init for this layer")
 
 
-LayerConfig = Annotated[Union[DenseLayer], Field(discriminator="type")]
+class MaxoutLayer(Strict):
+    """y_j = max_k (x W_k + b_k)_j over k pieces (slide 5)."""
+
+    type: Literal["maxout"]
+    units: PositiveInt
+    pieces: Annotated[int, Field(ge=2)] = 2
+    init: InitName | None = None
 
 
-class ModelConfig(Strict):
+class DropoutLayer(Strict):
+    """Inverted dropout (slide 11); ``rate`` is the probability of dropping a unit."""
+
+    type: Literal["dropout"]
+    rate: Annotated[float, Field(ge=0, lt=1)] = 0.5
+
+
+class BatchNormLayer(Strict):
+    """Batch normalization (slide 12) with PyTorch's running-statistics update."""
+
+    type: Literal["batchnorm"]
+    momentum: Annotated[float, Field(gt=0, le=1)] = 0.1
+    eps: PositiveFloat = 1e-5
+
+
+class ActivationLayer(ActivationParams):
+    """An activation as a layer of its own, e.g. after batch norm: ``{type: activation, name: relu}``."""
+
+    type: Literal["activation"]
+
+
+LayerConfig = Annotated[
+    Union[DenseLayer, MaxoutLayer, DropoutLayer, BatchNormLayer, ActivationLayer], Field(discriminator="type")
+]
+
+
+class Regularization(Strict):
+    """Penalties on the weights (not the biases) added to the training loss: l1 sum|w| + l2 sum w^2."""
+
+    l1: NonNegativeFloat = 0.0
+    l2: NonNegativeFloat = 0.0
+
+
+class MLPModel(Strict):
+    """A multilayer network trained by backpropagation (slide 6)."""
+
+    type: Literal["mlp"] = "mlp"
     init: InitName = "xavier_uniform"
     layers: Annotated[list[LayerConfig], Field(min_length=1)]
+    regularization: Regularization = Regularization()
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not isinstance(self.layers[-1], (DenseLayer, MaxoutLayer)) and not any(
+            isinstance(layer, (DenseLayer, MaxoutLayer)) for layer in self.layers
+        ):
+            raise ValueError("the model needs at least one dense or maxout layer")
+        return self
+
+
+class McCullochPittsModel(Strict):
+    """One threshold unit with fixed weights (slide 2): y = H(w.x - threshold)."""
+
+    type: Literal["mcculloch_pitts"]
+    weights: Annotated[list[float], Field(min_length=1)]
+    threshold: float
+
+
+class ThresholdLayerSpec(Strict):
+    """A layer of McCulloch-Pitts units: ``weights`` has one row per unit (its input weights)."""
+
+    weights: Annotated[list[Annotated[list[float], Field(min_length=1)]], Field(min_length=1)]
+    thresholds: Annotated[list[float], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _check(self):
+        if len({len(row) for row in self.weights}) != 1:
+            raise ValueError("every row of weights (one row per unit) needs the same number of input weights")
+        if len(self.thresholds) != len(self.weights):
+            raise ValueError(f"{len(self.weights)} units (rows of weights) but {len(self.thresholds)} thresholds")
+        return self
+
+
+class ThresholdNetworkModel(Strict):
+    """Layers of McCulloch-Pitts units, e.g. XOR = AND(OR, NAND)."""
+
+    type: Literal["threshold_network"]
+    layers: Annotated[list[ThresholdLayerSpec], Field(min_length=1)]
+
+
+class PerceptronModel(Strict):
+    """Rosenblatt's perceptron (slide 4): one threshold unit trained by the perceptron rule."""
+
+    type: Literal["perceptron"]
+
+
+def _model_type(data: Any) -> str:
+    if isinstance(data, dict):
+        return data.get("type", "mlp")
+    return getattr(data, "type", "mlp")
+
+
+ModelConfig = Annotated[
+    Union[
+        Annotated[MLPModel, Tag("mlp")],
+        Annotated[McCullochPittsModel, Tag("mcculloch_pitts")],
+        Annotated[ThresholdNetworkModel, Tag("threshold_network")],
+        Annotated[PerceptronModel, Tag("perceptron")],
+    ],
+    Discriminator(_model_type),
+]
+
+CLASSIC_MODELS = (McCullochPittsModel, ThresholdNetworkModel, PerceptronModel)
 
 
 # ------------------------------------------------------------------------------------------ optimizer
@@ -196,12 +368,72 @@ class AdaGradConfig(Strict):
     weight_decay: NonNegativeFloat = 0.0
 
 
+class PerceptronRuleConfig(Strict):
+    """Rosenblatt's rule for ``model: {type: perceptron}``: w += lr (t - y) x."""
+
+    name: Literal["perceptron"]
+    lr: PositiveFloat = 1.0
+
+
 OptimizerConfig = Annotated[
-    Union[SGDConfig, AdamConfig, RMSPropConfig, AdaGradConfig], Field(discriminator="name")
+    Union[SGDConfig, AdamConfig, RMSPropConfig, AdaGradConfig, PerceptronRuleConfig], Field(discriminator="name")
 ]
 
 
 # ------------------------------------------------------------------------------------------- training
+
+
+class ConstantLR(Strict):
+    type: Literal["constant"]
+
+
+class StepLR(Strict):
+    """lr = lr0 * gamma^floor((epoch - 1) / step_size)."""
+
+    type: Literal["step"]
+    step_size: PositiveInt = 30
+    gamma: PositiveFloat = 0.1
+
+
+class ExponentialLR(Strict):
+    """lr = lr0 * gamma^(epoch - 1)."""
+
+    type: Literal["exponential"]
+    gamma: PositiveFloat = 0.99
+
+
+class CosineLR(Strict):
+    """lr = min_lr + (lr0 - min_lr) (1 + cos(pi (epoch - 1) / period)) / 2; period defaults to the epochs."""
+
+    type: Literal["cosine"]
+    min_lr: NonNegativeFloat = 0.0
+    period: PositiveInt | None = None
+
+
+class ReduceOnPlateau(Strict):
+    """lr *= factor when ``monitor`` has not improved for ``patience`` epochs (PyTorch's ReduceLROnPlateau)."""
+
+    type: Literal["reduce_on_plateau"]
+    monitor: str = "val_loss"
+    factor: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    patience: Annotated[int, Field(ge=0)] = 10
+    threshold: NonNegativeFloat = 1e-4
+    cooldown: Annotated[int, Field(ge=0)] = 0
+    min_lr: NonNegativeFloat = 0.0
+
+
+LRSchedule = Annotated[
+    Union[ConstantLR, StepLR, ExponentialLR, CosineLR, ReduceOnPlateau], Field(discriminator="type")
+]
+
+
+class EarlyStopping(Strict):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs (Keras's EarlyStopping)."""
+
+    monitor: str = "val_loss"
+    patience: PositiveInt = 20
+    min_delta: NonNegativeFloat = 0.0
+    restore_best: bool = True
 
 
 class TrainingConfig(Strict):
@@ -209,6 +441,16 @@ class TrainingConfig(Strict):
     batch_size: PositiveInt = 32
     shuffle: bool = True
     checkpoint_every: PositiveInt = Field(10, description="write checkpoints/last.npz every N epochs")
+    lr_schedule: LRSchedule = ConstantLR(type="constant")
+    early_stopping: EarlyStopping | None = None
+    grad_clip: PositiveFloat | None = Field(None, description="clip the global gradient norm to this value")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _schedule_by_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("lr_schedule"), str):
+            data = {**data, "lr_schedule": {"type": data["lr_schedule"]}}
+        return data
 
 
 class ExperimentConfig(Strict):
@@ -223,11 +465,26 @@ class ExperimentConfig(Strict):
     def data_seed(self) -> int:
         return self.seed if self.data.seed is None else self.data.seed
 
+    @property
+    def is_classic(self) -> bool:
+        """A threshold model: McCulloch-Pitts, a network of them, or a perceptron (no backpropagation)."""
+        return isinstance(self.model, CLASSIC_MODELS)
+
     def to_dict(self) -> dict:
-        return self.model_dump(mode="json")
+        return _tag_first(self.model_dump(mode="json"))
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def _tag_first(value: Any) -> Any:
+    """Put the key that says what a section is (dataset, type, name) first, as a user would write it."""
+    if isinstance(value, list):
+        return [_tag_first(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    tags = [key for key in ("dataset", "type", "name") if key in value]
+    return {key: _tag_first(value[key]) for key in [*tags, *(k for k in value if k not in tags)]}
 
 
 # ------------------------------------------------------------------------------------ loading, errors
@@ -272,8 +529,39 @@ def validate_config(data: Any, locations: Locations, overrides=()) -> LoadedConf
 def _check_across_sections(loaded: LoadedConfig) -> None:
     """Rules that tie sections together; those that need the data (the number of classes) are in data."""
     config = loaded.config
-    if config.data.is_regression and config.loss != "mse":
+    model, training = config.model, config.training
+    if config.data.is_regression and config.loss != "mse" and not config.is_classic:
         raise loaded.error(("loss",), f"{config.data.dataset} is a regression dataset: use loss: mse")
+    if config.is_classic and config.data.is_regression:
+        raise loaded.error(("model", "type"), f"a {model.type} model gives 0/1 outputs: it needs a classification dataset")
+    if isinstance(model, PerceptronModel) and config.optimizer.name != "perceptron":
+        raise loaded.error(("optimizer", "name"), "a perceptron is trained by the perceptron rule: use optimizer: {name: perceptron, lr: 1.0}")
+    if not isinstance(model, PerceptronModel) and config.optimizer.name == "perceptron":
+        raise loaded.error(("optimizer", "name"), "the perceptron rule trains model: {type: perceptron} only")
+    if isinstance(model, MLPModel) and training.batch_size == 1 and any(isinstance(l, BatchNormLayer) for l in model.layers):
+        raise loaded.error(("training", "batch_size"), "batch norm needs batches of at least 2 rows to compute a variance")
+    metrics = available_metrics(config)
+    for path, monitor in (
+        (("training", "early_stopping", "monitor"), training.early_stopping and training.early_stopping.monitor),
+        (("training", "lr_schedule", "monitor"), getattr(training.lr_schedule, "monitor", None)),
+    ):
+        if monitor and monitor not in metrics:
+            hint = " (set data.val_fraction to hold out validation data)" if monitor.startswith("val_") else ""
+            raise loaded.error(path, f"{monitor!r} is not a metric of this run{hint}; available: {', '.join(metrics)}")
+
+
+def monitor_mode(metric: str) -> str:
+    """Whether a metric improves going down ("min": losses, mae) or up ("max": accuracy, r2)."""
+    return "max" if metric.endswith(("accuracy", "r2")) else "min"
+
+
+def available_metrics(config: ExperimentConfig) -> list[str]:
+    """The per-epoch metrics a run of this config records (what early stopping and schedules may monitor)."""
+    kinds = ["loss", "mae", "r2"] if config.data.is_regression else ["loss", "accuracy"]
+    metrics = ["train_loss"] + ([] if config.data.is_regression else ["train_accuracy"])
+    if getattr(config.data, "val_fraction", 0) > 0:
+        metrics += [f"val_{kind}" for kind in kinds]
+    return metrics
 
 
 def _format_error(err: dict, data: Any, locations: Locations) -> str:
@@ -284,7 +572,8 @@ def _format_error(err: dict, data: Any, locations: Locations) -> str:
         path = path + (ctx["key"],)
         message = err["msg"]
     elif kind == "union_tag_invalid":
-        path = path + (ctx["discriminator"].strip("'"),)
+        key = ctx["discriminator"].strip("'")
+        path = path + ("type" if key.endswith("()") else key,)  # a callable discriminator picks the model type
         tag = ctx["tag"]
         allowed = [t.strip("'") for t in ctx["expected_tags"].split(", ")]
         near = difflib.get_close_matches(str(tag), allowed, n=1)

@@ -6,16 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from nnctl import build
 from nnctl.config import LoadedConfig, config_from_text, load_config
 from nnctl.data import Dataset, load_data
 from nnctl.engine.model import Sequential
 from nnctl.errors import NnctlError
-from nnctl.metrics import evaluate, loss_targets
+from nnctl.data.preprocess import Preprocessor
+from nnctl.metrics import Head
 from nnctl.runs import RunFolder, is_run_dir, load_checkpoint, read_json
-
-import yaml
 
 
 @dataclass
@@ -23,6 +23,8 @@ class Restored:
     loaded: LoadedConfig
     data: Dataset
     model: Sequential
+    preprocessor: Preprocessor
+    head: Head
     checkpoint: Path
     meta: dict
 
@@ -57,9 +59,14 @@ def restore(target: str | Path) -> Restored:
         raise NnctlError(f"{target}: no such run folder or checkpoint")
     data = load_data(loaded)
     build.check_model_fits_data(loaded, data)
-    model = build.build_model(loaded.config, data.n_features, loaded.config.seed)
+    config = loaded.config
+    model = build.build_model(config, data.n_features, config.seed)
     model.load_state_dict(model_state(arrays, model, checkpoint))
-    return Restored(loaded, data, model, checkpoint, meta)
+    preprocessor = Preprocessor(
+        config.data.normalize, {name.removeprefix("preprocess/"): a for name, a in arrays.items() if name.startswith("preprocess/")}
+    )
+    head = Head(data.task, config.loss, build.output_units(config.model, data.n_features), classic=config.is_classic)
+    return Restored(loaded, data, model, preprocessor, head, checkpoint, meta)
 
 
 def model_state(arrays: dict[str, np.ndarray], model: Sequential, checkpoint: Path) -> dict[str, np.ndarray]:
@@ -87,7 +94,5 @@ def evaluate_split(restored: Restored, split_name: str) -> dict:
     split = restored.data.split(split_name)
     if split is None:
         raise NnctlError(f"the run has no {split_name} split (its fraction is 0); try --split train")
-    config = restored.loaded.config
-    targets = loss_targets(split.y, config.loss, config.model.layers[-1].units, restored.data.task)
-    metrics = evaluate(restored.model, build.build_loss(config), split.x, split.y, targets, restored.data.task)
+    metrics = restored.head.evaluate(restored.model, restored.preprocessor.apply(split.x), split.y)
     return {f"{split_name}_{key}": value for key, value in metrics.items()}

@@ -2,7 +2,10 @@
 
 ``run_training(loaded, out_dir)`` is what ``nnctl train`` does: load the data, build the model,
 create the run folder, train epoch by epoch (metrics, checkpoints), evaluate on the test split with
-the best (or last) weights, and write summary.json.
+the weights that represent the run (the best by the monitored metric, else the last), and write
+summary.json.  Networks learn by backpropagation in ``Trainer``; the classic threshold models of the
+lecture's first slides are evaluated (McCulloch-Pitts) or trained by the perceptron rule in
+``PerceptronTrainer``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import math
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,10 +22,14 @@ import numpy as np
 
 import nnctl
 from nnctl import build
-from nnctl.config import LoadedConfig
-from nnctl.data import Dataset, load_data
-from nnctl.errors import EXIT_DIVERGED, NnctlError
-from nnctl.metrics import evaluate, loss_targets, predict_classes
+from nnctl.config import LoadedConfig, PerceptronModel, monitor_mode
+from nnctl.data import Dataset, Split, load_data
+from nnctl.data.preprocess import Preprocessor, fit_preprocessor
+from nnctl.engine.classic import perceptron_epoch
+from nnctl.engine.layers import BatchNorm
+from nnctl.engine.regularization import add_penalty_gradient, clip_global_norm
+from nnctl.errors import EXIT_DIVERGED
+from nnctl.metrics import Head
 from nnctl.runs import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, RunFolder, create_run_dir, save_checkpoint, write_json
 from nnctl.seeding import generator
 
@@ -40,24 +47,13 @@ class Reporter:
 @dataclass
 class RunResult:
     run_dir: Path
-    status: str  # completed | diverged
+    status: str  # completed | diverged | converged | not_converged
     summary: dict
     message: str = ""
 
     @property
     def exit_code(self) -> int:
         return EXIT_DIVERGED if self.status == "diverged" else 0
-
-
-@dataclass
-class Progress:
-    """What the loop knows between epochs."""
-
-    epoch: int = 0
-    best_val_loss: float = math.inf
-    best_epoch: int | None = None
-    stop_reason: str = "completed all epochs"
-    rows: list[dict] = field(default_factory=list)
 
 
 def now() -> str:
@@ -67,14 +63,13 @@ def now() -> str:
 def run_training(
     loaded: LoadedConfig,
     out_dir: Path,
-    name: str | None = None,
     reporter: Reporter | None = None,
     command: list[str] | None = None,
 ) -> RunResult:
     config = loaded.config
     data = load_data(loaded)
     build.check_model_fits_data(loaded, data)
-    run = RunFolder(create_run_dir(out_dir, name or config.name))
+    run = RunFolder(create_run_dir(out_dir, config.name))
     run.config_path.write_text(config.to_yaml(), encoding="utf-8")
     run.update_run_info(
         status="running",
@@ -83,156 +78,310 @@ def run_training(
         seed=config.seed,
         versions={"nnctl": nnctl.__version__, "numpy": np.__version__, "python": platform.python_version()},
     )
+    trainer_class = PerceptronTrainer if isinstance(config.model, PerceptronModel) else Trainer
     try:
-        trainer = Trainer(loaded, data, run, reporter or Reporter())
-        result = trainer.fit()
+        result = trainer_class(loaded, data, run, reporter or Reporter()).fit()
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         run.update_run_info(status=status, ended=now(), error=str(exc) or type(exc).__name__)
         raise
-    run.update_run_info(status=result.status, ended=now(), **({"error": result.message} if result.message else {}))
+    run.update_run_info(status=result.status, ended=now(), **({"message": result.message} if result.message else {}))
     return result
 
 
+class BestTracker:
+    """The best value of a monitored metric so far, and how many epochs have passed without improving
+    on it by more than ``min_delta`` (Keras's EarlyStopping and ModelCheckpoint(save_best_only))."""
+
+    def __init__(self, monitor: str | None, min_delta: float = 0.0):
+        self.monitor = monitor
+        self.sign = 1.0 if monitor is None or monitor_mode(monitor) == "min" else -1.0
+        self.min_delta = min_delta
+        self.best = math.inf
+        self.best_epoch: int | None = None
+        self.waited = 0
+
+    def update(self, row: dict) -> bool:
+        """True when this epoch is the new best."""
+        if self.monitor is None:
+            return False
+        value = self.sign * row[self.monitor]
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch, self.waited = value, row["epoch"], 0
+            return True
+        self.waited += 1
+        return False
+
+    @property
+    def best_value(self) -> float | None:
+        return None if self.best_epoch is None else self.sign * self.best
+
+
 class Trainer:
+    """Minibatch training by backpropagation (slide 9): for each batch, forward, loss, backward, step."""
+
     def __init__(self, loaded: LoadedConfig, data: Dataset, run: RunFolder, reporter: Reporter):
         self.config = config = loaded.config
-        self.data = data
         self.run = run
         self.reporter = reporter
+        self.task = data.task
+        self.feature_names, self.class_names = data.feature_names, data.class_names
+        # slide 8: normalization is fitted on the training rows only, then applied to every split
+        self.preprocessor = fit_preprocessor(config.data.normalize, data.train.x)
+        self.train, self.val, self.test = (self.prepare(s) for s in (data.train, data.val, data.test))
         self.model = build.build_model(config, data.n_features, config.seed)
-        self.loss = build.build_loss(config)
-        self.optimizer = build.build_optimizer(config, self.model)
-        self.output_units = config.model.layers[-1].units
+        units = build.output_units(config.model, data.n_features)
+        self.head = Head(data.task, config.loss, units, classic=config.is_classic)
         self.shuffle_rng = generator(config.seed, "shuffle")
-        self.progress = Progress()
+        self.augment_rng = generator(config.seed, "augment")
+        if config.is_classic:
+            return
+        self.optimizer = build.build_optimizer(config, self.model)
+        self.schedule = build.build_schedule(config)
+        self.weights, self.weight_grads = build.regularized_weights(self.model)
+        self.grads = [g for _, _, g in self.model.named_params()]
+        self.has_batchnorm = any(isinstance(layer, BatchNorm) for layer in self.model.layers)
+        stopping = config.training.early_stopping
+        default_monitor = "val_loss" if self.val is not None else None
+        self.tracker = BestTracker(stopping.monitor if stopping else default_monitor, stopping.min_delta if stopping else 0.0)
+        self.best_state: dict | None = None
 
-    def targets(self, y: np.ndarray) -> np.ndarray:
-        return loss_targets(y, self.config.loss, self.output_units, self.data.task)
+    def prepare(self, split: Split | None) -> Split | None:
+        return None if split is None else Split(self.preprocessor.apply(split.x), split.y)
 
     # ------------------------------------------------------------------------------------- the loop
 
     def fit(self) -> RunResult:
-        epochs = self.config.training.epochs
-        self.reporter.start(self.run.path, epochs, self.model.num_params())
-        last_good = self.snapshot()
-        diverged = False
+        if self.config.is_classic:
+            return self.evaluate_fixed_model()
+        training = self.config.training
+        self.reporter.start(self.run.path, training.epochs, self.model.num_params())
+        rows: list[dict] = []
+        last_good = self.snapshot(0)
+        last_saved = None
+        status, stop_reason = "completed", "completed all epochs"
         try:
-            for epoch in range(1, epochs + 1):
-                self.progress.epoch = epoch
+            for epoch in range(1, training.epochs + 1):
                 row = self.train_epoch(epoch)
-                if not all(math.isfinite(v) for k, v in row.items() if k.endswith(("loss", "accuracy"))):
-                    diverged = True
-                    self.progress.stop_reason = f"the loss became non-finite in epoch {epoch}"
+                if not all(math.isfinite(v) for k, v in row.items() if k.endswith("loss")):
+                    status = "diverged"
+                    stop_reason = f"the loss became non-finite in epoch {epoch}"
                     break
+                rows.append(row)
                 self.run.append_metrics(row)
-                self.progress.rows.append(row)
                 self.reporter.epoch(row)
-                self.track_best(row, epoch)
-                last_good = self.snapshot()
-                if epoch % self.config.training.checkpoint_every == 0 or epoch == epochs:
-                    self.save("last", epoch)
+                self.schedule_observe(row)
+                if self.tracker.update(row):
+                    self.best_state = self.snapshot(epoch)
+                    self.save("best", self.best_state)
+                last_good = self.snapshot(epoch)
+                if epoch % training.checkpoint_every == 0:
+                    self.save("last", last_good)
+                    last_saved = epoch
+                stopping = training.early_stopping
+                if stopping and self.tracker.waited >= stopping.patience:
+                    stop_reason = (
+                        f"early stopping: {stopping.monitor} did not improve for {stopping.patience} epochs "
+                        f"(best {self.tracker.best_value:.6g} in epoch {self.tracker.best_epoch})"
+                    )
+                    break
         finally:
             self.reporter.end()
-        if diverged:
+        if status == "diverged":
             self.restore(last_good)
-            self.save("last", last_good["epoch"])
-        return self.finish(diverged)
+        if last_saved != last_good["epoch"]:
+            self.save("last", last_good)
+        stopping = training.early_stopping
+        use_best = self.best_state is not None and (stopping is None or stopping.restore_best)
+        if use_best:
+            self.restore(self.best_state)
+        summary = self.summary(status, stop_reason, rows, "best" if use_best else "last")
+        message = ""
+        if status == "diverged":
+            message = (
+                f"training diverged: {stop_reason}; kept the last good weights (epoch {last_good['epoch']}) "
+                f"in {self.run.checkpoint('last')}; try a smaller optimizer.lr"
+            )
+        return RunResult(self.run.path, status, summary, message)
 
     def train_epoch(self, epoch: int) -> dict:
-        """One pass over the training rows in shuffled minibatches: forward, loss, backward, step.
+        """One pass over the training rows in shuffled minibatches.
 
-        train_loss is the mean of the minibatch losses over the epoch, weighted by batch size (what Keras reports);
-        train_seconds counts these steps alone, not the evaluation that follows."""
-        train = self.data.train
-        batch_size = self.config.training.batch_size
+        train_loss is the mean of the minibatch losses over the epoch, weighted by batch size (what Keras
+        reports; without the regularization penalty, so that it compares with val_loss); train_seconds
+        counts the training steps alone, not the evaluation that follows."""
+        training = self.config.training
+        lr = self.optimizer.lr = self.schedule.lr(epoch)
         started = time.perf_counter()
-        order = self.shuffle_rng.permutation(len(train)) if self.config.training.shuffle else np.arange(len(train))
-        x, y = train.x[order], train.y[order]
-        targets = self.targets(y)
-        total_loss = 0.0
-        correct = 0
-        classification = self.data.task == "classification"
-        for start in range(0, len(x), batch_size):
-            xb, tb = x[start : start + batch_size], targets[start : start + batch_size]
-            output = self.model.forward(xb, training=True)
-            batch_loss = self.loss.forward(output, tb)
+        n = len(self.train)
+        order = self.shuffle_rng.permutation(n) if training.shuffle else np.arange(n)
+        x, y = self.train.x[order], self.train.y[order]  # one gather per epoch; batches are views
+        targets = self.head.targets(y)
+        total_loss, correct, seen = 0.0, 0, 0
+        for start in range(0, n, training.batch_size):
+            stop = start + training.batch_size
+            xb, tb = x[start:stop], targets[start:stop]
+            if len(xb) == 1 and self.has_batchnorm:
+                continue  # a batch of one row has no variance to normalize with
+            output, batch_loss = self.step(xb, tb)
             if not math.isfinite(batch_loss):
                 total_loss = batch_loss
                 break
-            self.model.backward(self.loss.backward())
-            self.optimizer.step()
             total_loss += batch_loss * len(xb)
-            if classification:
-                correct += int(np.count_nonzero(predict_classes(output) == y[start : start + batch_size]))
+            seen += len(xb)
+            if self.task == "classification":
+                correct += int(np.count_nonzero(self.head.predict(output) == y[start:stop]))
         train_seconds = time.perf_counter() - started
-        row = {"epoch": epoch, "lr": self.optimizer.lr, "train_loss": total_loss / len(x)}
-        if classification:
-            row["train_accuracy"] = correct / len(x)
-        if self.data.val is not None and math.isfinite(total_loss):
-            for key, value in self.evaluate(self.data.val).items():
-                row[f"val_{key}"] = value
+        row = {"epoch": epoch, "lr": lr, "train_loss": total_loss / max(seen, 1)}
+        if self.task == "classification":
+            row["train_accuracy"] = correct / max(seen, 1)
+        if self.val is not None and math.isfinite(total_loss):
+            row.update({f"val_{k}": v for k, v in self.head.evaluate(self.model, self.val.x, self.val.y).items()})
         row["train_seconds"] = train_seconds
         return row
 
-    def track_best(self, row: dict, epoch: int) -> None:
-        if "val_loss" in row and row["val_loss"] < self.progress.best_val_loss:
-            self.progress.best_val_loss = row["val_loss"]
-            self.progress.best_epoch = epoch
-            self.best_state = self.snapshot()
-            self.save("best", epoch)
+    def step(self, xb: np.ndarray, tb: np.ndarray) -> tuple[np.ndarray, float]:
+        """forward -> loss -> backward -> (penalty gradient, clipping) -> optimizer step."""
+        noise_std = self.config.data.augment.noise_std
+        if noise_std:
+            xb = xb + self.augment_rng.normal(0.0, noise_std, xb.shape).astype(xb.dtype)
+        output = self.model.forward(xb, training=True)
+        batch_loss = self.head.loss.forward(output, tb)
+        if not math.isfinite(batch_loss):
+            return output, batch_loss
+        self.model.backward(self.head.loss.backward())
+        penalty = self.config.model.regularization
+        if penalty.l1 or penalty.l2:
+            add_penalty_gradient(self.weights, self.weight_grads, penalty.l1, penalty.l2)
+        if self.config.training.grad_clip:
+            clip_global_norm(self.grads, self.config.training.grad_clip)
+        self.optimizer.step()
+        return output, batch_loss
+
+    def schedule_observe(self, row: dict) -> None:
+        monitor = getattr(self.config.training.lr_schedule, "monitor", None)
+        if monitor:
+            self.schedule.observe(row[monitor])
 
     # ------------------------------------------------------------------------------ state and files
 
-    def evaluate(self, split) -> dict:
-        return evaluate(self.model, self.loss, split.x, split.y, self.targets(split.y), self.data.task)
-
-    def snapshot(self) -> dict:
-        state = {name: value.copy() for name, value in self.model.state_dict().items()}
-        return {"epoch": self.progress.epoch, "model": state}
+    def snapshot(self, epoch: int) -> dict:
+        return {"epoch": epoch, "model": {k: v.copy() for k, v in self.model.state_dict().items()}}
 
     def restore(self, snapshot: dict) -> None:
         self.model.load_state_dict(snapshot["model"])
 
-    def checkpoint_meta(self, epoch: int) -> dict:
-        return {
+    def save(self, which: str, snapshot: dict) -> None:
+        arrays = {f"model/{name}": value for name, value in snapshot["model"].items()}
+        arrays.update({f"preprocess/{name}": value for name, value in self.preprocessor.arrays.items()})
+        meta = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "nnctl_version": nnctl.__version__,
-            "epoch": epoch,
-            "task": self.data.task,
-            "feature_names": self.data.feature_names,
-            "class_names": self.data.class_names,
+            "epoch": snapshot["epoch"],
+            "task": self.task,
+            "feature_names": self.feature_names,
+            "class_names": self.class_names,
+            "normalize": self.preprocessor.kind,
             "config": self.config.to_dict(),
         }
+        save_checkpoint(self.run.checkpoint(which), arrays, meta)
 
-    def save(self, which: str, epoch: int) -> None:
-        arrays = {f"model/{name}": value for name, value in self.model.state_dict().items()}
-        save_checkpoint(self.run.checkpoint(which), arrays, self.checkpoint_meta(epoch))
-
-    def finish(self, diverged: bool) -> RunResult:
-        """Test metrics with the checkpoint that represents the run: best by validation loss, else last."""
-        which = "best" if self.progress.best_epoch is not None else "last"
-        if which == "best":
-            self.restore(self.best_state)
+    def summary(self, status: str, stop_reason: str, rows: list[dict], checkpoint: str, **extra) -> dict:
+        """summary.json: how the run ended, its last epoch's metrics, and test metrics with ``checkpoint``."""
+        tracker = getattr(self, "tracker", None)
         summary = {
-            "status": "diverged" if diverged else "completed",
-            "stop_reason": self.progress.stop_reason,
-            "epochs_run": len(self.progress.rows),
-            "best_epoch": self.progress.best_epoch,
-            "checkpoint": f"checkpoints/{which}.npz",
-            "train_seconds_total": sum(row["train_seconds"] for row in self.progress.rows),
+            "status": status,
+            "stop_reason": stop_reason,
+            "epochs_run": len(rows),
+            "best_epoch": tracker.best_epoch if tracker else None,
+            "monitor": tracker.monitor if tracker else None,
+            "checkpoint": f"checkpoints/{checkpoint}.npz",
+            "train_seconds_total": sum(row.get("train_seconds", 0.0) for row in rows),
+            **extra,
         }
-        if self.progress.rows:
-            last_row = self.progress.rows[-1]
-            summary.update({k: v for k, v in last_row.items() if k.startswith(("train_", "val_")) and k != "train_seconds"})
-        if self.data.test is not None:
-            summary.update({f"test_{k}": v for k, v in self.evaluate(self.data.test).items()})
+        if rows:
+            summary.update({k: v for k, v in rows[-1].items() if k.startswith(("train_", "val_")) and k != "train_seconds"})
+        if self.test is not None:
+            summary.update({f"test_{k}": v for k, v in self.head.evaluate(self.model, self.test.x, self.test.y).items()})
         write_json(self.run.summary_path, summary)
-        message = ""
-        if diverged:
+        return summary
+
+    # ------------------------------------------------------------------------ fixed threshold models
+
+    def evaluate_fixed_model(self) -> RunResult:
+        """McCulloch-Pitts units have fixed weights: nothing to train, so the run evaluates them."""
+        self.reporter.start(self.run.path, 0, 0)
+        self.reporter.end()
+        snapshot = self.snapshot(0)
+        self.save("last", snapshot)
+        train_metrics = {f"train_{k}": v for k, v in self.head.evaluate(self.model, self.train.x, self.train.y).items()}
+        summary = self.summary("completed", "no trainable parameters: the model was evaluated as given", [], "last", **train_metrics)
+        return RunResult(self.run.path, "completed", summary)
+
+
+class PerceptronTrainer(Trainer):
+    """Rosenblatt's perceptron (slide 4): the perceptron rule, row by row, until an epoch makes no mistake.
+
+    Stops early with status ``converged`` after the first epoch without a mistake.  When the classes are
+    not linearly separable (XOR) that never happens: the run ends ``not_converged`` and keeps the weights
+    with the best training accuracy seen at the end of an epoch (Gallant's "pocket" perceptron).
+    """
+
+    def fit(self) -> RunResult:
+        epochs = self.config.training.epochs
+        lr = self.config.optimizer.lr
+        unit = self.model.layers[0]
+        self.reporter.start(self.run.path, epochs, unit.buffers["weight"].size + 1)
+        rows: list[dict] = []
+        pocket, pocket_accuracy = self.snapshot(0), -1.0
+        converged_epoch = None
+        try:
+            for epoch in range(1, epochs + 1):
+                started = time.perf_counter()
+                n = len(self.train)
+                order = self.shuffle_rng.permutation(n) if self.config.training.shuffle else np.arange(n)
+                mistakes = perceptron_epoch(unit, self.train.x[order], self.train.y[order], lr)
+                seconds = time.perf_counter() - started
+                accuracy = self.head.evaluate(self.model, self.train.x, self.train.y)["accuracy"]
+                row = {"epoch": epoch, "lr": lr, "mistakes": mistakes, "train_loss": mistakes / n, "train_accuracy": accuracy}
+                if self.val is not None:
+                    row.update({f"val_{k}": v for k, v in self.head.evaluate(self.model, self.val.x, self.val.y).items()})
+                row["train_seconds"] = seconds
+                rows.append(row)
+                self.run.append_metrics(row)
+                self.reporter.epoch(row)
+                if accuracy > pocket_accuracy:
+                    pocket, pocket_accuracy = self.snapshot(epoch), accuracy
+                if mistakes == 0:
+                    converged_epoch = epoch
+                    break
+        finally:
+            self.reporter.end()
+        if converged_epoch is not None:
+            status = "converged"
+            stop_reason = f"converged: epoch {converged_epoch} made no mistake"
+            self.save("last", self.snapshot(converged_epoch))
+            message = ""
+        else:
+            status = "not_converged"
+            stop_reason = f"not converged: every one of {epochs} epochs made mistakes"
+            self.save("last", self.snapshot(len(rows)))
+            self.restore(pocket)
+            self.save("best", pocket)
             message = (
-                f"training diverged: {self.progress.stop_reason}; kept the last good weights "
-                f"(epoch {summary['epochs_run']}) in {self.run.checkpoint('last')}; try a smaller optimizer.lr"
+                f"the perceptron did not converge in {epochs} epochs: the classes are not linearly separable "
+                f"(a single threshold unit cannot separate XOR); kept the best weights, training accuracy "
+                f"{pocket_accuracy:.4g} (epoch {pocket['epoch']})"
             )
-        return RunResult(self.run.path, summary["status"], summary, message)
+        summary = self.summary(
+            status,
+            stop_reason,
+            rows,
+            "last" if converged_epoch else "best",
+            best_epoch=converged_epoch or pocket["epoch"],
+            converged_epoch=converged_epoch,
+            best_train_accuracy=pocket_accuracy,
+            updates=int(sum(row["mistakes"] for row in rows)),
+        )
+        return RunResult(self.run.path, status, summary, message)

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nnctl.config import LoadedConfig
-from nnctl.data import playground
+from nnctl.config import FunctionData, LoadedConfig, LogicData, PlaygroundData
+from nnctl.data import playground, synthetic
 from nnctl.seeding import generator
 
 
@@ -46,17 +46,34 @@ class Dataset:
 
 
 def load_data(loaded: LoadedConfig) -> Dataset:
+    """The raw (not yet normalized) splits the config's data section describes."""
     config = loaded.config
     spec = config.data
     seed = config.data_seed()
-    points, labels = playground.GENERATORS[spec.dataset](spec.samples, spec.noise, generator(seed, "data"))
-    x = playground.make_features(points, spec.features)
-    if spec.is_regression:
-        task, y, class_names = "regression", labels.astype(np.float32), []
-    else:
-        task, y, class_names = "classification", labels, ["0", "1"]
+    if isinstance(spec, LogicData):
+        x, y = synthetic.truth_table(spec.function, spec.inputs)
+        table = Split(x, y)
+        train = Split(np.tile(x, (spec.repeat, 1)), np.tile(y, spec.repeat))
+        names = [f"x{i + 1}" for i in range(spec.inputs)]
+        return Dataset(train, None, table, "classification", names, ["0", "1"])
+    if isinstance(spec, FunctionData):
+        low, high = spec.range
+        x, y = synthetic.function_samples(spec.fn, low, high, spec.samples, spec.noise, generator(seed, "data"))
+        names, task, class_names = ["x"], "regression", []
+    elif isinstance(spec, PlaygroundData):
+        points, labels = playground.GENERATORS[spec.dataset](spec.samples, spec.noise, generator(seed, "data"))
+        x = playground.make_features(points, spec.features)
+        names = list(spec.features)
+        if spec.is_regression:
+            task, y, class_names = "regression", labels.astype(np.float32), []
+        else:
+            task, y, class_names = "classification", labels, ["0", "1"]
+    else:  # pragma: no cover - the config's union lists every kind
+        raise TypeError(type(spec))
     train, val, test = split_rows(x, y, spec.test_fraction, spec.val_fraction, generator(seed, "split"))
-    return Dataset(train, val, test, task, list(spec.features), class_names)
+    if train is None or len(train) < 1:
+        raise loaded.error(("data", "samples"), f"{len(x)} samples leave no training rows after the test/validation split")
+    return Dataset(train, val, test, task, names, class_names)
 
 
 def split_rows(x, y, test_fraction: float, val_fraction: float, rng: np.random.Generator):
