@@ -88,7 +88,7 @@ def train(
     else:
         console.print_results(result.summary, result.run_dir, title="results")
     if result.message:
-        print(f"error: {result.message}", file=sys.stderr)
+        print(f"{'error' if result.exit_code else 'note'}: {result.message}", file=sys.stderr)
     raise typer.Exit(result.exit_code)
 
 

@@ -25,7 +25,7 @@ from nnctl import build
 from nnctl.config import LoadedConfig, PerceptronModel, monitor_mode
 from nnctl.data import Dataset, Split, load_data
 from nnctl.data.preprocess import Preprocessor, fit_preprocessor
-from nnctl.engine.classic import perceptron_epoch
+from nnctl.engine.classic import Pocket, perceptron_epoch
 from nnctl.engine.layers import BatchNorm
 from nnctl.engine.regularization import add_penalty_gradient, clip_global_norm
 from nnctl.errors import EXIT_DIVERGED
@@ -324,8 +324,8 @@ class PerceptronTrainer(Trainer):
     """Rosenblatt's perceptron (slide 4): the perceptron rule, row by row, until an epoch makes no mistake.
 
     Stops early with status ``converged`` after the first epoch without a mistake.  When the classes are
-    not linearly separable (XOR) that never happens: the run ends ``not_converged`` and keeps the weights
-    with the best training accuracy seen at the end of an epoch (Gallant's "pocket" perceptron).
+    not linearly separable (XOR) that never happens: the run ends ``not_converged`` and keeps the best
+    weights it saw (Gallant's pocket algorithm, ``engine.classic.Pocket``).
     """
 
     def fit(self) -> RunResult:
@@ -334,54 +334,51 @@ class PerceptronTrainer(Trainer):
         unit = self.model.layers[0]
         self.reporter.start(self.run.path, epochs, unit.buffers["weight"].size + 1)
         rows: list[dict] = []
-        pocket, pocket_accuracy = self.snapshot(0), -1.0
+        pocket = Pocket(unit, self.train.x, self.train.y)
         converged_epoch = None
         try:
             for epoch in range(1, epochs + 1):
                 started = time.perf_counter()
                 n = len(self.train)
                 order = self.shuffle_rng.permutation(n) if self.config.training.shuffle else np.arange(n)
-                mistakes = perceptron_epoch(unit, self.train.x[order], self.train.y[order], lr)
+                mistakes = perceptron_epoch(unit, self.train.x[order], self.train.y[order], lr, pocket)
                 seconds = time.perf_counter() - started
-                accuracy = self.head.evaluate(self.model, self.train.x, self.train.y)["accuracy"]
-                row = {"epoch": epoch, "lr": lr, "mistakes": mistakes, "train_loss": mistakes / n, "train_accuracy": accuracy}
+                row = {"epoch": epoch, "lr": lr, "mistakes": mistakes, "train_loss": mistakes / n}
+                row["train_accuracy"] = self.head.evaluate(self.model, self.train.x, self.train.y)["accuracy"]
                 if self.val is not None:
                     row.update({f"val_{k}": v for k, v in self.head.evaluate(self.model, self.val.x, self.val.y).items()})
                 row["train_seconds"] = seconds
                 rows.append(row)
                 self.run.append_metrics(row)
                 self.reporter.epoch(row)
-                if accuracy > pocket_accuracy:
-                    pocket, pocket_accuracy = self.snapshot(epoch), accuracy
                 if mistakes == 0:
                     converged_epoch = epoch
                     break
         finally:
             self.reporter.end()
+        self.save("last", self.snapshot(len(rows)))
         if converged_epoch is not None:
-            status = "converged"
+            status, checkpoint, message = "converged", "last", ""
             stop_reason = f"converged: epoch {converged_epoch} made no mistake"
-            self.save("last", self.snapshot(converged_epoch))
-            message = ""
         else:
-            status = "not_converged"
+            status, checkpoint = "not_converged", "best"
             stop_reason = f"not converged: every one of {epochs} epochs made mistakes"
-            self.save("last", self.snapshot(len(rows)))
-            self.restore(pocket)
-            self.save("best", pocket)
+            unit.buffers["weight"][...] = pocket.weight
+            unit.buffers["threshold"][...] = pocket.threshold
+            self.save("best", self.snapshot(len(rows)))
             message = (
-                f"the perceptron did not converge in {epochs} epochs: the classes are not linearly separable "
-                f"(a single threshold unit cannot separate XOR); kept the best weights, training accuracy "
-                f"{pocket_accuracy:.4g} (epoch {pocket['epoch']})"
+                f"the perceptron did not converge in {epochs} epochs: the classes are not linearly separable, "
+                f"and a single threshold unit cannot separate them (as it cannot separate XOR); "
+                f"kept the best weights seen (pocket algorithm), "
+                f"training accuracy {pocket.accuracy:.4g}"
             )
         summary = self.summary(
             status,
             stop_reason,
             rows,
-            "last" if converged_epoch else "best",
-            best_epoch=converged_epoch or pocket["epoch"],
+            checkpoint,
             converged_epoch=converged_epoch,
-            best_train_accuracy=pocket_accuracy,
+            best_train_accuracy=1.0 if converged_epoch else pocket.accuracy,
             updates=int(sum(row["mistakes"] for row in rows)),
         )
         return RunResult(self.run.path, status, summary, message)
