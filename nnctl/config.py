@@ -36,6 +36,11 @@ PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 
 
+def did_you_mean(word: Any, options: list[str]) -> str:
+    near = difflib.get_close_matches(str(word), options, n=1, cutoff=0.5)
+    return f" (did you mean {near[0]!r}?)" if near else ""
+
+
 class Strict(BaseModel):
     """A config section: unknown keys are errors that list the allowed keys."""
 
@@ -49,8 +54,7 @@ class Strict(BaseModel):
             unknown = [key for key in data if key not in allowed]
             if unknown:
                 key = unknown[0]
-                near = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                hint = did_you_mean(key, allowed)
                 raise PydanticCustomError(
                     "unknown_key",
                     "unknown key '{key}'{hint}; allowed: {allowed}",
@@ -576,8 +580,7 @@ def _format_error(err: dict, data: Any, locations: Locations) -> str:
         path = path + ("type" if key.endswith("()") else key,)  # a callable discriminator picks the model type
         tag = ctx["tag"]
         allowed = [t.strip("'") for t in ctx["expected_tags"].split(", ")]
-        near = difflib.get_close_matches(str(tag), allowed, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        hint = did_you_mean(tag, allowed)
         message = f"unknown {path[-1]} {tag!r}{hint}; allowed: {', '.join(allowed)}"
     elif kind == "union_tag_not_found":
         key = ctx["discriminator"].strip("'")
@@ -585,8 +588,7 @@ def _format_error(err: dict, data: Any, locations: Locations) -> str:
     elif kind == "literal_error":
         allowed = [a.strip().strip("'") for a in ctx["expected"].replace(" or ", ", ").split(", ")]
         got = err["input"]
-        near = difflib.get_close_matches(str(got), allowed, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        hint = did_you_mean(got, allowed)
         message = f"{got!r} is not allowed{hint}; allowed: {', '.join(allowed)}"
     elif kind == "missing":
         message = "missing required key"

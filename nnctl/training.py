@@ -80,7 +80,9 @@ def run_training(
     )
     trainer_class = PerceptronTrainer if isinstance(config.model, PerceptronModel) else Trainer
     try:
-        result = trainer_class(loaded, data, run, reporter or Reporter()).fit()
+        # overflow is expected when training diverges; the loop detects non-finite losses itself
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            result = trainer_class(loaded, data, run, reporter or Reporter()).fit()
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         run.update_run_info(status=status, ended=now(), error=str(exc) or type(exc).__name__)
