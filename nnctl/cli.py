@@ -130,5 +130,34 @@ def validate(
     sys.stdout.write(loaded.config.to_yaml())
 
 
+@app.command("gradcheck")
+@report_errors
+def gradcheck_command(
+    config: Path = typer.Argument(..., help="The experiment's YAML file."),
+    set_: Optional[List[str]] = SetOption,
+    threshold: float = typer.Option(1e-6, "--threshold", help="Largest relative error that passes."),
+    batch: int = typer.Option(8, "--batch", help="Rows of training data to check on."),
+):
+    """Check every parameter's backpropagated gradient against finite differences (float64)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from nnctl.config import load_config
+    from nnctl.gradcheck_run import gradcheck
+
+    rows = gradcheck(load_config(config, set_ or []), batch=batch)
+    table = Table(title=f"gradient check (centred differences, float64, {batch} rows)")
+    for column in ("parameter", "shape", "entries", "relative error", ""):
+        table.add_column(column, justify="left" if column == "parameter" else "right")
+    for row in rows:
+        ok = row.error < threshold
+        table.add_row(row.name, "x".join(map(str, row.shape)), str(row.checked), f"{row.error:.2e}", "ok" if ok else "FAIL")
+    Console().print(table)
+    failed = [row.name for row in rows if not row.error < threshold]
+    if failed:
+        print(f"error: gradient check failed (relative error >= {threshold:g}) for: {', '.join(failed)}", file=sys.stderr)
+        raise typer.Exit(1)
+
+
 def main() -> None:
     app()

@@ -1,0 +1,68 @@
+"""``nnctl gradcheck``: the config's model, rebuilt in float64, its backpropagated gradients compared with
+centred finite differences on a small batch of its training data (every layer, every parameter array)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnctl import build
+from nnctl.config import LoadedConfig
+from nnctl.data import load_data
+from nnctl.data.preprocess import fit_preprocessor
+from nnctl.engine.gradcheck import numerical_gradient, relative_error
+from nnctl.engine.layers import Dropout
+from nnctl.engine.regularization import add_penalty_gradient, penalty
+from nnctl.errors import NnctlError
+from nnctl.metrics import Head
+
+#: entries checked per parameter array (a random sample of them when the array is larger)
+MAX_ENTRIES = 40
+
+
+@dataclass
+class GradRow:
+    name: str
+    shape: tuple
+    checked: int
+    error: float
+
+
+def gradcheck(loaded: LoadedConfig, batch: int = 8, seed: int = 0) -> list[GradRow]:
+    config = loaded.config
+    if config.is_classic:
+        raise NnctlError(f"model type {config.model.type!r} has no gradients to check (threshold units are not trained by backpropagation)")
+    data = load_data(loaded)
+    build.check_model_fits_data(loaded, data)
+    x = fit_preprocessor(config.data.normalize, data.train.x).apply(data.train.x)[:batch].astype(np.float64)
+    model = build.build_model(config, data.n_features, config.seed, dtype=np.float64)
+    head = Head(data.task, config.loss, build.output_units(config.model, data.n_features))
+    targets = head.targets(data.train.y[:batch])
+    if targets.dtype != np.int64:
+        targets = targets.astype(np.float64)
+    weights, weight_grads = build.regularized_weights(model)
+    l1, l2 = config.model.regularization.l1, config.model.regularization.l2
+    dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
+    dropout_state = [layer.rng.bit_generator.state for layer in dropouts]
+
+    def loss() -> float:
+        for layer, state in zip(dropouts, dropout_state):  # the same dropout mask at every evaluation
+            layer.rng.bit_generator.state = state
+        return head.loss.forward(model.forward(x, training=True), targets) + penalty(weights, l1, l2)
+
+    loss()
+    model.backward(head.loss.backward())
+    add_penalty_gradient(weights, weight_grads, l1, l2)
+    analytic = {name: grad.copy() for name, _, grad in model.named_params()}
+    rng = np.random.default_rng(seed)
+    rows = []
+    for name, param, _ in model.named_params():
+        flat_indices = rng.permutation(param.size)[:MAX_ENTRIES]
+        numeric = np.zeros(len(flat_indices))
+        view = param.reshape(-1)
+        for k, index in enumerate(flat_indices):
+            numeric[k] = numerical_gradient(loss, view[index : index + 1])[0]
+        error = relative_error(analytic[name].reshape(-1)[flat_indices], numeric)
+        rows.append(GradRow(name, param.shape, len(flat_indices), error))
+    return rows
