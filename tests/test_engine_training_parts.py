@@ -220,12 +220,6 @@ def test_reduce_on_plateau_state_dict_roundtrip(case, mode, params, sequence):
         np.testing.assert_allclose(resumed_lrs, theirs[k:], rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="nnctl's relative threshold is sign-aware (best * (1 + threshold) when best <= 0); torch always uses "
-    "best * (1 - threshold) in mode min, which for a negative best accepts a value slightly WORSE than best "
-    "as an improvement. Known difference, reported; remove this marker if the engine is changed to match torch.",
-)
 def test_reduce_on_plateau_negative_values_match_torch():
     """Monitored values below zero (e.g. a negative log-likelihood-style metric): a slow creep below the
     relative threshold.  torch counts every step as an improvement and never reduces; nnctl reduces."""

@@ -72,17 +72,20 @@ class ReduceOnPlateau(Schedule):
         self.factor, self.patience, self.threshold = factor, patience, threshold
         self.cooldown, self.min_lr, self.mode = cooldown, min_lr, mode
         self.current = base_lr
-        self.best = math.inf
+        self.best = math.inf if mode == "min" else -math.inf
         self.bad_epochs = 0
         self.cooldown_left = 0
 
     def lr(self, epoch):
         return self.current
 
+    def improved(self, value: float) -> bool:
+        if self.mode == "min":
+            return value < self.best * (1 - self.threshold)
+        return value > self.best * (1 + self.threshold)
+
     def observe(self, value):
-        if self.mode == "max":
-            value = -value
-        if value < self.best * (1 - self.threshold) if self.best > 0 else value < self.best * (1 + self.threshold):
+        if self.improved(value):
             self.best = value
             self.bad_epochs = 0
         else:
