@@ -73,9 +73,18 @@ FUNCTIONS = ("sin", "cos", "abs", "step", "square", "cube", "sinc", "gauss", "sa
 
 
 class Augment(Strict):
-    """Training-time augmentation (slide 13), drawn from the run's seeded generator, training batches only."""
+    """Training-time augmentation (slide 13), drawn from the run's seeded generator, training batches only.
+    ``noise_std`` applies to any data; the others to images (mnist, fashion-mnist, digits, image npz)."""
 
     noise_std: NonNegativeFloat = Field(0.0, description="std of Gaussian noise added to the (normalized) inputs")
+    shift: Annotated[int, Field(ge=0)] = Field(0, description="images: random shift by up to this many pixels")
+    rotate: Annotated[float, Field(ge=0, le=180)] = Field(0.0, description="images: random rotation by up to this many degrees")
+    flip: bool = Field(False, description="images: mirror left-right with probability 1/2")
+    cutout: Annotated[int, Field(ge=0)] = Field(0, description="images: blank a random square of this side")
+
+    @property
+    def for_images(self) -> bool:
+        return bool(self.shift or self.rotate or self.flip or self.cutout)
 
 
 class DataCommon(Strict):
@@ -161,7 +170,76 @@ class FunctionData(DataCommon, SplitFractions):
     is_regression: ClassVar[bool] = True
 
 
-DataConfig = Annotated[Union[PlaygroundData, LogicData, FunctionData], Field(discriminator="dataset")]
+TaskName = Literal["auto", "classification", "regression"]
+
+
+class CsvData(DataCommon, SplitFractions):
+    """A CSV file with a header row: numeric feature columns and a target column (class names or numbers)."""
+
+    dataset: Literal["csv"]
+    path: str = Field(description="relative to the config file")
+    target: str
+    columns: Annotated[list[str], Field(min_length=1)] | None = Field(None, description="default: every column but the target")
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    test_path: str | None = Field(None, description="a separate test file; then test_fraction is not used")
+    task: TaskName = Field("auto", description="auto: regression with loss mse, else classification")
+
+    @property
+    def is_regression(self) -> bool:
+        return self.task == "regression"
+
+
+class NpzData(DataCommon, SplitFractions):
+    """NumPy arrays in an .npz file: features ``x`` (rows, features) or images (rows, height, width), targets ``y``."""
+
+    dataset: Literal["npz"]
+    path: str | None = Field(None, description="one file to split; or train_path (+ test_path)")
+    train_path: str | None = None
+    test_path: str | None = None
+    x: str = "x"
+    y: str = "y"
+    task: TaskName = Field("auto", description="auto: regression with loss mse, else classification")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if (self.path is None) == (self.train_path is None):
+            raise ValueError("give either path (one file, split by the fractions) or train_path (and test_path)")
+        if self.test_path is not None and self.train_path is None:
+            raise ValueError("test_path goes with train_path")
+        return self
+
+    @property
+    def is_regression(self) -> bool:
+        return self.task == "regression"
+
+
+class ImageData(DataCommon):
+    """MNIST or Fashion-MNIST from the four standard IDX files; the standard 60 000 / 10 000 split is kept."""
+
+    dataset: Literal["mnist", "fashion-mnist"]
+    path: str | None = Field(None, description="folder of the IDX files; default: the cache of `nnctl data fetch`")
+    val_fraction: Fraction = Field(0.0, description="of the training images")
+    train_samples: PositiveInt | None = Field(None, description="use only this many training images (a seeded sample)")
+    test_samples: PositiveInt | None = Field(None, description="use only the first this many test images")
+
+    is_regression: ClassVar[bool] = False
+
+
+class DigitsData(DataCommon, SplitFractions):
+    """The UCI optical-recognition handwritten digits: 1 797 images of 8x8 pixels, 10 classes, shipped with nnctl."""
+
+    dataset: Literal["digits"]
+    test_fraction: Fraction = 0.25
+
+    is_regression: ClassVar[bool] = False
+
+
+DataConfig = Annotated[
+    Union[PlaygroundData, LogicData, FunctionData, CsvData, NpzData, ImageData, DigitsData],
+    Field(discriminator="dataset"),
+]
+PATH_KEYS = ("path", "train_path", "test_path")
+
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -506,7 +584,7 @@ class LoadedConfig:
 
 def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
     data, locations = read_yaml(path)
-    return validate_config(data, locations, overrides)
+    return validate_config(data, locations, overrides, base_dir=Path(path).parent)
 
 
 def config_from_text(text: str, source: str, overrides=()) -> LoadedConfig:
@@ -514,7 +592,7 @@ def config_from_text(text: str, source: str, overrides=()) -> LoadedConfig:
     return validate_config(data, locations, overrides)
 
 
-def validate_config(data: Any, locations: Locations, overrides=()) -> LoadedConfig:
+def validate_config(data: Any, locations: Locations, overrides=(), base_dir: Path | None = None) -> LoadedConfig:
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -526,14 +604,30 @@ def validate_config(data: Any, locations: Locations, overrides=()) -> LoadedConf
     except ValidationError as exc:
         raise ConfigError([_format_error(err, data, locations) for err in exc.errors()]) from None
     loaded = LoadedConfig(config, locations)
+    _make_paths_absolute(loaded, base_dir)
     _check_across_sections(loaded)
     return loaded
+
+
+def _make_paths_absolute(loaded: LoadedConfig, base_dir: Path | None) -> None:
+    """Data paths in a file are relative to that file, paths given with --set to the current folder; the
+    resolved config (saved in the run folder) holds absolute paths, so it works from anywhere."""
+    data = loaded.config.data
+    for key in PATH_KEYS:
+        value = getattr(data, key, None)
+        if value is None:
+            continue
+        from_command_line = loaded.locations.place(("data", key)).startswith("--set")
+        base = Path.cwd() if from_command_line or base_dir is None else base_dir
+        setattr(data, key, str((base / Path(value).expanduser()).resolve()))
 
 
 def _check_across_sections(loaded: LoadedConfig) -> None:
     """Rules that tie sections together; those that need the data (the number of classes) are in data."""
     config = loaded.config
     model, training = config.model, config.training
+    if getattr(config.data, "task", None) == "auto":
+        config.data.task = "regression" if config.loss == "mse" and not config.is_classic else "classification"
     if config.data.is_regression and config.loss != "mse" and not config.is_classic:
         raise loaded.error(("loss",), f"{config.data.dataset} is a regression dataset: use loss: mse")
     if config.is_classic and config.data.is_regression:
@@ -544,6 +638,8 @@ def _check_across_sections(loaded: LoadedConfig) -> None:
         raise loaded.error(("optimizer", "name"), "the perceptron rule trains model: {type: perceptron} only")
     if isinstance(model, MLPModel) and training.batch_size == 1 and any(isinstance(l, BatchNormLayer) for l in model.layers):
         raise loaded.error(("training", "batch_size"), "batch norm needs batches of at least 2 rows to compute a variance")
+    if config.data.augment.for_images and not _is_image_data(config.data):
+        raise loaded.error(("data", "augment"), "shift, rotate, flip and cutout apply to images (mnist, fashion-mnist, digits, npz images); use noise_std for other data")
     metrics = available_metrics(config)
     for path, monitor in (
         (("training", "early_stopping", "monitor"), training.early_stopping and training.early_stopping.monitor),
@@ -552,6 +648,11 @@ def _check_across_sections(loaded: LoadedConfig) -> None:
         if monitor and monitor not in metrics:
             hint = " (set data.val_fraction to hold out validation data)" if monitor.startswith("val_") else ""
             raise loaded.error(path, f"{monitor!r} is not a metric of this run{hint}; available: {', '.join(metrics)}")
+
+
+def _is_image_data(data) -> bool:
+    # npz images are known only once the file is read; data.load_data checks those
+    return isinstance(data, (ImageData, DigitsData, NpzData))
 
 
 def monitor_mode(metric: str) -> str:

@@ -1,4 +1,4 @@
-"""``nnctl eval``: rebuild a run's model from its config and checkpoint, and score a data split."""
+"""Rebuild a trained model from a run folder or a checkpoint: for ``nnctl eval`` and ``nnctl predict``."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import yaml
 
 from nnctl import build
 from nnctl.config import LoadedConfig, config_from_text, load_config
-from nnctl.data import Dataset, load_data
+from nnctl.data import load_data
+from nnctl.data.preprocess import Preprocessor
 from nnctl.engine.model import Sequential
 from nnctl.errors import NnctlError
-from nnctl.data.preprocess import Preprocessor
 from nnctl.metrics import Head
 from nnctl.runs import RunFolder, is_run_dir, load_checkpoint, read_json
 
@@ -21,7 +21,6 @@ from nnctl.runs import RunFolder, is_run_dir, load_checkpoint, read_json
 @dataclass
 class Restored:
     loaded: LoadedConfig
-    data: Dataset
     model: Sequential
     preprocessor: Preprocessor
     head: Head
@@ -43,7 +42,8 @@ def find_checkpoint(run_dir: Path) -> Path:
 
 
 def restore(target: str | Path) -> Restored:
-    """From a run folder (its config.yaml and chosen checkpoint) or a checkpoint file (its embedded config)."""
+    """From a run folder (its config.yaml and chosen checkpoint) or a checkpoint file (its embedded config).
+    Needs no training data: the checkpoint's metadata says what the inputs and outputs are."""
     target = Path(target)
     if target.is_dir():
         if not is_run_dir(target):
@@ -57,16 +57,18 @@ def restore(target: str | Path) -> Restored:
         loaded = config_from_text(yaml.safe_dump(meta.get("config")), f"{checkpoint} (embedded config)")
     else:
         raise NnctlError(f"{target}: no such run folder or checkpoint")
-    data = load_data(loaded)
-    build.check_model_fits_data(loaded, data)
     config = loaded.config
-    model = build.build_model(config, data.n_features, config.seed)
+    try:
+        n_features, task = int(meta["n_features"]), meta["task"]
+    except (KeyError, TypeError, ValueError):
+        raise NnctlError(f"{checkpoint}: the checkpoint's metadata lacks n_features/task (written by another version?)") from None
+    model = build.build_model(config, n_features, config.seed)
     model.load_state_dict(model_state(arrays, model, checkpoint))
     preprocessor = Preprocessor(
         config.data.normalize, {name.removeprefix("preprocess/"): a for name, a in arrays.items() if name.startswith("preprocess/")}
     )
-    head = Head(data.task, config.loss, build.output_units(config.model, data.n_features), classic=config.is_classic)
-    return Restored(loaded, data, model, preprocessor, head, checkpoint, meta)
+    head = Head(task, config.loss, build.output_units(config.model, n_features), classic=config.is_classic)
+    return Restored(loaded, model, preprocessor, head, checkpoint, meta)
 
 
 def model_state(arrays: dict[str, np.ndarray], model: Sequential, checkpoint: Path) -> dict[str, np.ndarray]:
@@ -91,7 +93,10 @@ def model_state(arrays: dict[str, np.ndarray], model: Sequential, checkpoint: Pa
 
 
 def evaluate_split(restored: Restored, split_name: str) -> dict:
-    split = restored.data.split(split_name)
+    """Recompute the split exactly as training did (same data seed) and score the model on it."""
+    data = load_data(restored.loaded)
+    build.check_model_fits_data(restored.loaded, data)
+    split = data.split(split_name)
     if split is None:
         raise NnctlError(f"the run has no {split_name} split (its fraction is 0); try --split train")
     metrics = restored.head.evaluate(restored.model, restored.preprocessor.apply(split.x), split.y)

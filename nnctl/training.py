@@ -22,9 +22,10 @@ import numpy as np
 
 import nnctl
 from nnctl import build
-from nnctl.config import LoadedConfig, PerceptronModel, monitor_mode
+from nnctl.config import LoadedConfig, PerceptronModel, PlaygroundData, monitor_mode
 from nnctl.data import Dataset, Split, load_data
-from nnctl.data.preprocess import Preprocessor, fit_preprocessor
+from nnctl.data.augment import Augmenter
+from nnctl.data.preprocess import fit_preprocessor
 from nnctl.engine.classic import Pocket, perceptron_epoch
 from nnctl.engine.layers import BatchNorm
 from nnctl.engine.regularization import add_penalty_gradient, clip_global_norm
@@ -91,6 +92,20 @@ def run_training(
     return result
 
 
+def describe_inputs(config, data: Dataset) -> dict:
+    """What a checkpoint records about the model's inputs and outputs, so that ``predict`` can prepare new rows
+    without the training data: the task, class names, feature names, image shape and raw input columns."""
+    return {
+        "task": data.task,
+        "class_names": data.class_names,
+        "feature_names": data.feature_names,
+        "n_features": data.n_features,
+        "image_shape": list(data.image_shape) if data.image_shape else None,
+        "input_columns": data.input_columns,
+        "playground_features": list(config.data.features) if isinstance(config.data, PlaygroundData) else None,
+    }
+
+
 class BestTracker:
     """The best value of a monitored metric so far, and how many epochs have passed without improving
     on it by more than ``min_delta`` (Keras's EarlyStopping and ModelCheckpoint(save_best_only))."""
@@ -127,7 +142,7 @@ class Trainer:
         self.run = run
         self.reporter = reporter
         self.task = data.task
-        self.feature_names, self.class_names = data.feature_names, data.class_names
+        self.data_description = describe_inputs(config, data)
         # slide 8: normalization is fitted on the training rows only, then applied to every split
         self.preprocessor = fit_preprocessor(config.data.normalize, data.train.x)
         self.train, self.val, self.test = (self.prepare(s) for s in (data.train, data.val, data.test))
@@ -135,7 +150,7 @@ class Trainer:
         units = build.output_units(config.model, data.n_features)
         self.head = Head(data.task, config.loss, units, classic=config.is_classic)
         self.shuffle_rng = generator(config.seed, "shuffle")
-        self.augment_rng = generator(config.seed, "augment")
+        self.augment = Augmenter(config.data.augment, data.image_shape, generator(config.seed, "augment"))
         if config.is_classic:
             return
         self.optimizer = build.build_optimizer(config, self.model)
@@ -244,9 +259,8 @@ class Trainer:
 
     def step(self, xb: np.ndarray, tb: np.ndarray) -> tuple[np.ndarray, float]:
         """forward -> loss -> backward -> (penalty gradient, clipping) -> optimizer step."""
-        noise_std = self.config.data.augment.noise_std
-        if noise_std:
-            xb = xb + self.augment_rng.normal(0.0, noise_std, xb.shape).astype(xb.dtype)
+        if self.augment.active:
+            xb = self.augment(xb)
         output = self.model.forward(xb, training=True)
         batch_loss = self.head.loss.forward(output, tb)
         if not math.isfinite(batch_loss):
@@ -281,9 +295,7 @@ class Trainer:
             "version": CHECKPOINT_VERSION,
             "nnctl_version": nnctl.__version__,
             "epoch": snapshot["epoch"],
-            "task": self.task,
-            "feature_names": self.feature_names,
-            "class_names": self.class_names,
+            **self.data_description,
             "normalize": self.preprocessor.kind,
             "config": self.config.to_dict(),
         }

@@ -7,12 +7,16 @@ very same test rows as training did.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from nnctl.config import FunctionData, LoadedConfig, LogicData, PlaygroundData
-from nnctl.data import playground, synthetic
+from nnctl.config import CsvData, DigitsData, FunctionData, ImageData, LoadedConfig, LogicData, NpzData, PlaygroundData
+from nnctl.data import files, playground, synthetic
+from nnctl.errors import NnctlError
 from nnctl.seeding import generator
+
+DIGITS_FILE = Path(__file__).with_name("digits.npz")
 
 
 @dataclass
@@ -32,6 +36,10 @@ class Dataset:
     task: str  # "classification" or "regression"
     feature_names: list[str]
     class_names: list[str] = field(default_factory=list)
+    #: (height, width) when the rows are flattened images (image augmentation applies)
+    image_shape: tuple[int, int] | None = None
+    #: the raw columns ``nnctl predict`` reads (the Playground's x1, x2; a CSV's feature columns), or None for arrays
+    input_columns: list[str] | None = None
 
     @property
     def n_features(self) -> int:
@@ -55,25 +63,128 @@ def load_data(loaded: LoadedConfig) -> Dataset:
         table = Split(x, y)
         train = Split(np.tile(x, (spec.repeat, 1)), np.tile(y, spec.repeat))
         names = [f"x{i + 1}" for i in range(spec.inputs)]
-        return Dataset(train, None, table, "classification", names, ["0", "1"])
+        return Dataset(train, None, table, "classification", names, ["0", "1"], input_columns=names)
+    if isinstance(spec, ImageData):
+        return load_mnist(spec, seed)
+    if isinstance(spec, (CsvData, NpzData)):
+        return load_user_files(loaded, seed)
+    image_shape = input_columns = None
     if isinstance(spec, FunctionData):
         low, high = spec.range
         x, y = synthetic.function_samples(spec.fn, low, high, spec.samples, spec.noise, generator(seed, "data"))
-        names, task, class_names = ["x"], "regression", []
+        names, task, class_names, input_columns = ["x"], "regression", [], ["x"]
     elif isinstance(spec, PlaygroundData):
         points, labels = playground.GENERATORS[spec.dataset](spec.samples, spec.noise, generator(seed, "data"))
         x = playground.make_features(points, spec.features)
-        names = list(spec.features)
+        names, input_columns = list(spec.features), ["x1", "x2"]
         if spec.is_regression:
             task, y, class_names = "regression", labels.astype(np.float32), []
         else:
             task, y, class_names = "classification", labels, ["0", "1"]
+    elif isinstance(spec, DigitsData):
+        with np.load(DIGITS_FILE, allow_pickle=False) as npz:
+            images, y = npz["images"].astype(np.float32) / 16.0, npz["labels"].astype(np.int64)
+        x, image_shape = images.reshape(len(images), -1), images.shape[1:]
+        names, task, class_names = [f"pixel{i}" for i in range(x.shape[1])], "classification", [str(d) for d in range(10)]
     else:  # pragma: no cover - the config's union lists every kind
         raise TypeError(type(spec))
     train, val, test = split_rows(x, y, spec.test_fraction, spec.val_fraction, generator(seed, "split"))
     if train is None or len(train) < 1:
         raise loaded.error(("data", "samples"), f"{len(x)} samples leave no training rows after the test/validation split")
-    return Dataset(train, val, test, task, names, class_names)
+    return Dataset(train, val, test, task, names, class_names, image_shape, input_columns)
+
+
+def load_mnist(spec: ImageData, seed: int) -> Dataset:
+    from nnctl.data.fetch import cache_dir
+
+    folder = Path(spec.path) if spec.path else cache_dir(spec.dataset)
+    arrays = files.read_mnist_folder(folder, spec.dataset)
+    train_x, train_y = arrays["train_images"], arrays["train_labels"].astype(np.int64)
+    if spec.train_samples is not None and spec.train_samples < len(train_x):
+        keep = np.sort(generator(seed, "data").permutation(len(train_x))[: spec.train_samples])
+        train_x, train_y = train_x[keep], train_y[keep]
+    test_x, test_y = arrays["test_images"][: spec.test_samples], arrays["test_labels"][: spec.test_samples].astype(np.int64)
+    image_shape = train_x.shape[1:]
+    flat = lambda images: images.reshape(len(images), -1).astype(np.float32) / 255.0  # noqa: E731
+    train, val, _ = split_rows(flat(train_x), train_y, 0.0, spec.val_fraction, generator(seed, "split"))
+    names = [f"pixel{i}" for i in range(int(np.prod(image_shape)))]
+    class_names = FASHION_CLASSES if spec.dataset == "fashion-mnist" else [str(d) for d in range(10)]
+    return Dataset(train, val, Split(flat(test_x), test_y), "classification", names, class_names, image_shape)
+
+
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+
+
+def load_user_files(loaded: LoadedConfig, seed: int) -> Dataset:
+    """A CSV or NPZ file split by the fractions, or separate training and test files."""
+    spec = loaded.config.data
+    if isinstance(spec, CsvData):
+        read = lambda path: files.read_csv(path, spec.target, spec.columns, spec.delimiter)  # noqa: E731
+        train_file, test_file = spec.path, spec.test_path
+    else:
+        read = lambda path: files.read_npz(path, spec.x, spec.y)  # noqa: E731
+        train_file, test_file = spec.path or spec.train_path, spec.test_path
+    train_table = read(train_file)
+    test_table = read(test_file) if test_file else None
+    if test_table is not None and test_table.x.shape[1:] != train_table.x.shape[1:]:
+        raise NnctlError(f"{test_file}: rows of shape {test_table.x.shape[1:]}, the training file has {train_table.x.shape[1:]}")
+    raw_targets = [train_table.y] + ([test_table.y] if test_table is not None else [])
+    encoded, class_names = encode_targets(raw_targets, spec.task, [train_file, test_file])
+    x = train_table.x
+    image_shape = x.shape[1:] if x.ndim == 3 else None
+    if x.ndim == 3:
+        x = x.reshape(len(x), -1)
+    if spec.augment.for_images and image_shape is None:
+        raise loaded.error(("data", "augment"), f"{train_file} holds rows of features, not images: shift, rotate, flip and cutout need images")
+    if test_table is None:
+        train, val, test = split_rows(x, encoded[0], spec.test_fraction, spec.val_fraction, generator(seed, "split"))
+    else:
+        val_only = spec.val_fraction / (1 - spec.test_fraction) if spec.val_fraction else 0.0
+        train, val, _ = split_rows(x, encoded[0], 0.0, min(val_only, 0.99), generator(seed, "split"))
+        test = Split(test_table.x.reshape(len(test_table.x), -1), encoded[1])
+    if train is None:
+        raise loaded.error(("data",), f"{train_file}: no training rows left after the test/validation split")
+    input_columns = train_table.feature_names if isinstance(spec, CsvData) else None
+    return Dataset(train, val, test, spec.task, train_table.feature_names, class_names, image_shape, input_columns)
+
+
+def encode_targets(raw: list[np.ndarray], task: str, sources: list) -> tuple[list[np.ndarray], list[str]]:
+    """Targets as numbers: float values for regression; for classification, indices into the sorted class
+    names (numerically sorted when every name is a number), which the checkpoint keeps."""
+    if task == "regression":
+        out = []
+        for values, source in zip(raw, sources):
+            try:
+                out.append(values.astype(np.float32))
+            except ValueError:
+                bad = next(v for v in values if not _is_number(v))
+                raise NnctlError(f"{source}: target {bad!r} is not a number; regression needs numeric targets (or set data.task: classification)") from None
+            files.check_finite(out[-1].reshape(-1, 1), f"{source}: targets")
+        return out, []
+    as_text = [values.astype(str) for values in raw]
+    names = sorted(set(np.concatenate(as_text).tolist()))
+    if all(_is_number(name) for name in names):
+        names = sorted(names, key=float)
+        names = [_tidy_number(name) for name in names]
+        as_text = [np.array([_tidy_number(v) for v in values]) for values in as_text]
+    index = {name: i for i, name in enumerate(names)}
+    if len(names) < 2:
+        raise NnctlError(f"{sources[0]}: the target has {len(names)} class ({', '.join(names)}); classification needs at least 2")
+    return [np.array([index[v] for v in values], dtype=np.int64) for values in as_text], names
+
+
+def _is_number(text) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _tidy_number(text: str) -> str:
+    """'1.0' and '1' name the same class."""
+    value = float(text)
+    return str(int(value)) if value.is_integer() else str(value)
 
 
 def split_rows(x, y, test_fraction: float, val_fraction: float, rng: np.random.Generator):
