@@ -159,5 +159,74 @@ def gradcheck_command(
         raise typer.Exit(1)
 
 
+@app.command("predict")
+@report_errors
+def predict_command(
+    run: Path = typer.Argument(..., help="A run folder, or a checkpoint .npz file."),
+    input_file: Path = typer.Argument(..., metavar="INPUT", help="A CSV (the training columns) or an NPZ (array 'x')."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the CSV here instead of stdout."),
+    proba: bool = typer.Option(False, "--proba", help="Add one probability column per class."),
+    target: Optional[str] = typer.Option(
+        None, "--target", help="Column/array with known targets (default: the training target, else label, target or y)."
+    ),
+):
+    """Predict new rows with a trained model; the training preprocessing is applied as it was."""
+    from nnctl.evaluation import restore
+    from nnctl.predict import predict, to_csv
+    from nnctl.runs import atomic_write_text
+
+    if not input_file.is_file():
+        raise NnctlError(f"{input_file}: file not found")
+    restored = restore(run)
+    predictions = predict(restored, input_file, with_proba=proba, target=target)
+    text = to_csv(predictions, restored.meta.get("class_names") or [])
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            atomic_write_text(out, text)
+        except OSError as exc:
+            raise NnctlError(f"{out}: cannot write: {exc.strerror}") from None
+        print(f"wrote {len(predictions.values)} predictions to {out}", file=sys.stderr)
+    if predictions.score:
+        score = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in predictions.score.items())
+        print(f"targets found in {input_file.name}: {score}", file=sys.stderr)
+
+
+data_app = typer.Typer(help="Datasets: download them, look at them.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("fetch")
+@report_errors
+def data_fetch(
+    dataset: str = typer.Argument(..., help="mnist or fashion-mnist."),
+    folder: Optional[Path] = typer.Option(None, "--dir", help="Where to put the files (default: the cache folder)."),
+    mirror: Optional[str] = typer.Option(None, "--mirror", help="Base URL of the files (or $NNCTL_DATA_MIRROR)."),
+):
+    """Download MNIST or Fashion-MNIST, verified by SHA-256 (files already verified are not downloaded again)."""
+    from nnctl import console
+    from nnctl.data.fetch import fetch
+
+    with console.DownloadProgress() as progress:
+        results = fetch(dataset, folder, mirror, progress=progress)
+    print(f"{dataset}: {len(results)} files in {results[0][0].parent}")
+
+
+@data_app.command("show")
+@report_errors
+def data_show(
+    config: Path = typer.Argument(..., help="The experiment's YAML file."),
+    set_: Optional[List[str]] = SetOption,
+):
+    """What a config's data section yields: split sizes, features, class balance, image shape."""
+    from nnctl import console
+    from nnctl.config import load_config
+    from nnctl.data import load_data
+
+    loaded = load_config(config, set_ or [])
+    console.print_dataset(load_data(loaded), loaded.config.data.dataset)
+
+
 def main() -> None:
     app()

@@ -7,6 +7,8 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -101,3 +103,64 @@ def _finite(value):
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+class DownloadProgress:
+    """A rich download bar per file (``nnctl data fetch``), plain lines when stdout is not a terminal."""
+
+    def __enter__(self):
+        self.console = Console(stderr=True)
+        self.live = self.console.is_terminal
+        if self.live:
+            from rich.progress import DownloadColumn, TransferSpeedColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=self.console
+            )
+            self.progress.start()
+        self.task = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.live:
+            self.progress.stop()
+
+    def start(self, name, total, done):
+        if self.live:
+            self.task = self.progress.add_task(name, total=total, completed=done)
+        else:
+            resumed = f", resuming at {done:,} bytes" if done else ""
+            size = f"{total:,} bytes" if total else "size unknown"
+            print(f"downloading {name} ({size}{resumed})", file=sys.stderr, flush=True)
+
+    def advance(self, n):
+        if self.live and self.task is not None:
+            self.progress.advance(self.task, n)
+
+    def finish(self, name, status):
+        if not self.live or status == "verified":
+            print(f"{name}: {status}", file=sys.stderr, flush=True)
+
+
+def print_dataset(data, dataset_name: str) -> None:
+    console = Console()
+    table = Table(title=f"data: {dataset_name} ({data.task})")
+    table.add_column("split")
+    table.add_column("rows", justify="right")
+    if data.task == "classification":
+        table.add_column("rows per class")
+    for name in ("train", "val", "test"):
+        split = data.split(name)
+        if split is None:
+            continue
+        cells = [name, f"{len(split):,}"]
+        if data.task == "classification":
+            counts = np.bincount(split.y, minlength=data.n_classes)
+            cells.append(", ".join(f"{data.class_names[i]}: {c}" for i, c in enumerate(counts)))
+        table.add_row(*cells)
+    console.print(table)
+    shape = f", images {data.image_shape[0]}x{data.image_shape[1]}" if data.image_shape else ""
+    names = data.feature_names if len(data.feature_names) <= 10 else data.feature_names[:5] + ["..."] + data.feature_names[-2:]
+    console.print(f"{data.n_features} features{shape}: {', '.join(names)}", highlight=False)
+    if data.task == "classification":
+        console.print(f"{data.n_classes} classes: {', '.join(data.class_names)}", highlight=False)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnctl.data.files import is_zip
 from nnctl.errors import NnctlError
 
 CHECKPOINT_FORMAT = "nnctl-checkpoint"
@@ -83,9 +84,8 @@ def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     path = Path(path)
     if not path.is_file():
         raise NnctlError(f"{path}: checkpoint not found")
-    with open(path, "rb") as handle:
-        if handle.read(4) != b"PK\x03\x04":  # an .npz is a zip archive
-            raise NnctlError(f"{path}: not a valid checkpoint: not an .npz file (empty, truncated or another format)")
+    if not is_zip(path):
+        raise NnctlError(f"{path}: not a valid checkpoint: not an .npz file (empty, truncated or another format)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}

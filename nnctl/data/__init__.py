@@ -38,8 +38,13 @@ class Dataset:
     class_names: list[str] = field(default_factory=list)
     #: (height, width) when the rows are flattened images (image augmentation applies)
     image_shape: tuple[int, int] | None = None
-    #: the raw columns ``nnctl predict`` reads (the Playground's x1, x2; a CSV's feature columns), or None for arrays
+    #: the raw columns ``nnctl predict`` reads from a CSV: the Playground's x1, x2 (its features are computed
+    #: from them), otherwise the feature names themselves
     input_columns: list[str] | None = None
+
+    def __post_init__(self):
+        if self.input_columns is None:
+            self.input_columns = list(self.feature_names)
 
     @property
     def n_features(self) -> int:
@@ -139,13 +144,12 @@ def load_user_files(loaded: LoadedConfig, seed: int) -> Dataset:
     if test_table is None:
         train, val, test = split_rows(x, encoded[0], spec.test_fraction, spec.val_fraction, generator(seed, "split"))
     else:
-        val_only = spec.val_fraction / (1 - spec.test_fraction) if spec.val_fraction else 0.0
-        train, val, _ = split_rows(x, encoded[0], 0.0, min(val_only, 0.99), generator(seed, "split"))
+        # the user's own test file: the validation fraction is of the training file
+        train, val, _ = split_rows(x, encoded[0], 0.0, spec.val_fraction, generator(seed, "split"))
         test = Split(test_table.x.reshape(len(test_table.x), -1), encoded[1])
     if train is None:
         raise loaded.error(("data",), f"{train_file}: no training rows left after the test/validation split")
-    input_columns = train_table.feature_names if isinstance(spec, CsvData) else None
-    return Dataset(train, val, test, spec.task, train_table.feature_names, class_names, image_shape, input_columns)
+    return Dataset(train, val, test, spec.task, train_table.feature_names, class_names, image_shape)
 
 
 def encode_targets(raw: list[np.ndarray], task: str, sources: list) -> tuple[list[np.ndarray], list[str]]:
@@ -161,12 +165,10 @@ def encode_targets(raw: list[np.ndarray], task: str, sources: list) -> tuple[lis
                 raise NnctlError(f"{source}: target {bad!r} is not a number; regression needs numeric targets (or set data.task: classification)") from None
             files.check_finite(out[-1].reshape(-1, 1), f"{source}: targets")
         return out, []
-    as_text = [values.astype(str) for values in raw]
-    names = sorted(set(np.concatenate(as_text).tolist()))
+    as_text = [[class_name(v) for v in values] for values in raw]
+    names = sorted({name for values in as_text for name in values})
     if all(_is_number(name) for name in names):
         names = sorted(names, key=float)
-        names = [_tidy_number(name) for name in names]
-        as_text = [np.array([_tidy_number(v) for v in values]) for values in as_text]
     index = {name: i for i, name in enumerate(names)}
     if len(names) < 2:
         raise NnctlError(f"{sources[0]}: the target has {len(names)} class ({', '.join(names)}); classification needs at least 2")
@@ -181,10 +183,13 @@ def _is_number(text) -> bool:
     return True
 
 
-def _tidy_number(text: str) -> str:
-    """'1.0' and '1' name the same class."""
-    value = float(text)
-    return str(int(value)) if value.is_integer() else str(value)
+def class_name(value) -> str:
+    """A target value as a class name; '1.0' and '1' name the same class."""
+    text = str(value).strip()
+    if not _is_number(text):
+        return text
+    number = float(text)
+    return str(int(number)) if number.is_integer() else str(number)
 
 
 def split_rows(x, y, test_fraction: float, val_fraction: float, rng: np.random.Generator):

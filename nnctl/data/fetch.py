@@ -104,6 +104,9 @@ def fetch(
 
 def _download(url, final: Path, expected: str, retries, timeout, progress, backoff) -> None:
     part = final.with_name(final.name + ".part")
+    if part.is_file() and sha256(part) == expected:  # an earlier run got every byte but stopped before the move
+        os.replace(part, final)
+        return
     last_error = ""
     for attempt in range(retries + 1):
         if attempt:

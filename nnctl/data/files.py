@@ -91,11 +91,19 @@ def read_csv(path: str | Path, target: str | None, columns: list[str] | None = N
 # ------------------------------------------------------------------------------------------------ NPZ
 
 
+def is_zip(path: Path) -> bool:
+    """An .npz is a zip archive; anything else would make ``np.load`` try to unpickle it."""
+    with open(path, "rb") as handle:
+        return handle.read(4) == b"PK\x03\x04"
+
+
 def read_npz(path: str | Path, x_key: str, y_key: str | None) -> Table:
     """Arrays from an .npz file, read with ``allow_pickle=False``: object arrays are refused, never unpickled."""
     path = Path(path)
     if not path.is_file():
         raise NnctlError(f"{path}: file not found")
+    if not is_zip(path):
+        raise NnctlError(f"{path}: not a valid .npz file (an .npz is a zip archive of .npy arrays)")
     try:
         with np.load(path, allow_pickle=False) as npz:
             names = list(npz.files)
