@@ -173,7 +173,9 @@ MNIST_FILES = {
 
 
 def find_idx_file(folder: Path, stem: str) -> Path | None:
-    for name in (stem, f"{stem}.gz"):
+    """``train-images-idx3-ubyte``, gzipped or not; some copies are named ``train-images.idx3-ubyte``."""
+    dotted = stem.replace("-idx", ".idx")
+    for name in (stem, f"{stem}.gz", dotted, f"{dotted}.gz"):
         if (folder / name).is_file():
             return folder / name
     return None
