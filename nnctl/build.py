@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnctl import config as cfg
+from nnctl import resources
 from nnctl.config import LoadedConfig
 from nnctl.data import Dataset
 from nnctl.engine import init as initializers
@@ -68,6 +69,33 @@ def check_model_fits_data(loaded: LoadedConfig, data: Dataset) -> None:
     elif config.loss == "mse" and units != data.n_classes and not (units == 1 and data.n_classes == 2):
         allowed = f"{data.n_classes} (one-hot targets)" + (" or 1 (-1/+1 targets)" if data.n_classes == 2 else "")
         raise loaded.error(where, f"with loss mse and {data.n_classes} classes, the last layer needs units: {allowed} (got {units})")
+
+
+def count_parameters(model: cfg.ModelConfig, n_features: int) -> int:
+    """Trainable values of an MLP, from the config alone (before anything is allocated)."""
+    if not isinstance(model, cfg.MLPModel):
+        return 0
+    total, width = 0, n_features
+    for layer in model.layers:
+        if isinstance(layer, cfg.DenseLayer):
+            total, width = total + (width + 1) * layer.units, layer.units
+        elif isinstance(layer, cfg.MaxoutLayer):
+            total, width = total + (width + 1) * layer.units * layer.pieces, layer.units
+        elif isinstance(layer, cfg.BatchNormLayer):
+            total += 4 * width
+    return total
+
+
+def check_model_size(loaded: LoadedConfig, n_features: int) -> None:
+    problem = resources.check_fits(
+        count_parameters(loaded.config.model, n_features) * resources.BYTES_PER_PARAMETER, "training this model"
+    )
+    if problem:
+        widest = max(
+            (i for i, layer in enumerate(loaded.config.model.layers) if hasattr(layer, "units")),
+            key=lambda i: loaded.config.model.layers[i].units,
+        )
+        raise loaded.error(("model", "layers", widest, "units"), problem)
 
 
 def build_model(config: cfg.ExperimentConfig, n_features: int, seed: int, dtype=np.float32) -> Sequential:

@@ -71,6 +71,8 @@ def train(
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Run name (default: the config's name)."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object with the results, nothing else."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; print only the run folder."),
+    resume_dir: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder (CONFIG must match it)."),
+    force: bool = typer.Option(False, "--force", help="With --resume: allow a changed training.epochs/checkpoint_every."),
 ):
     """Train the model a config describes, and write a run folder."""
     from nnctl import console
@@ -80,7 +82,57 @@ def train(
     overrides = [*(set_ or []), *([f"name={json.dumps(name)}"] if name is not None else [])]
     loaded = load_config(config, overrides)
     reporter = console.make_reporter(json_output=json_output, quiet=quiet)
-    result = run_training(loaded, out, reporter=reporter, command=sys.argv)
+    if resume_dir is not None:
+        result = _resume(resume_dir, loaded, force, reporter)
+    else:
+        result = run_training(loaded, out, reporter=reporter, command=sys.argv)
+    _report_run(result, json_output, quiet)
+
+
+@app.command()
+@report_errors
+def resume(
+    run: Path = typer.Argument(..., help="The run folder to continue."),
+    set_: Optional[List[str]] = SetOption,
+    force: bool = typer.Option(False, "--force", help="Allow a changed training.epochs or training.checkpoint_every."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object with the results, nothing else."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; print only the run folder."),
+):
+    """Continue an interrupted run from its last checkpoint; the result equals an uninterrupted run, bit for bit."""
+    from nnctl import console
+    from nnctl.config import load_config
+    from nnctl.runs import is_run_dir
+
+    if not is_run_dir(run):
+        raise NnctlError(f"{run}: not a run folder (no run.json and config.yaml)")
+    loaded = load_config(run / "config.yaml", set_ or [])
+    result = _resume(run, loaded, force, console.make_reporter(json_output=json_output, quiet=quiet))
+    _report_run(result, json_output, quiet)
+
+
+def _resume(run_dir: Path, loaded, force: bool, reporter):
+    """Refuse a config that differs from the run's, except the resume-safe keys with --force."""
+    from nnctl.config import config_differences, load_config, resume_safe_keys
+    from nnctl.runs import RunFolder, is_run_dir
+    from nnctl.training import resume_training
+
+    if not is_run_dir(run_dir):
+        raise NnctlError(f"{run_dir}: not a run folder (no run.json and config.yaml)")
+    saved = load_config(run_dir / "config.yaml").config
+    differences = config_differences(saved, loaded.config)
+    if differences:
+        listed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in differences)
+        unsafe = [key for key, _, _ in differences if key not in resume_safe_keys(saved)]
+        if not force:
+            raise NnctlError(f"{run_dir}: the config differs from the run's ({listed}); resume with the run's own config, or --force to change {', '.join(sorted(resume_safe_keys(saved) - {'name'}))}")
+        if unsafe:
+            raise NnctlError(f"{run_dir}: refused even with --force: changing {', '.join(unsafe)} would make the run differ from an uninterrupted one ({listed})")
+    return resume_training(loaded, RunFolder(run_dir), reporter, command=sys.argv)
+
+
+def _report_run(result, json_output: bool, quiet: bool) -> None:
+    from nnctl import console
+
     if json_output:
         print(console.json_line({"run_dir": str(result.run_dir), **result.summary}))
     elif quiet:
@@ -88,7 +140,8 @@ def train(
     else:
         console.print_results(result.summary, result.run_dir, title="results")
     if result.message:
-        print(f"{'error' if result.exit_code else 'note'}: {result.message}", file=sys.stderr)
+        kind = {"interrupted": "interrupted", "diverged": "error"}.get(result.status, "note")
+        print(f"{kind}: {result.message}", file=sys.stderr)
     raise typer.Exit(result.exit_code)
 
 
@@ -126,7 +179,9 @@ def validate(
     from nnctl.data import load_data
 
     loaded = load_config(config, set_ or [])
-    build.check_model_fits_data(loaded, load_data(loaded))
+    data = load_data(loaded)
+    build.check_model_fits_data(loaded, data)
+    build.check_model_size(loaded, data.n_features)
     sys.stdout.write(loaded.config.to_yaml())
 
 

@@ -526,6 +526,11 @@ class TrainingConfig(Strict):
     lr_schedule: LRSchedule = ConstantLR(type="constant")
     early_stopping: EarlyStopping | None = None
     grad_clip: PositiveFloat | None = Field(None, description="clip the global gradient norm to this value")
+    on_nonfinite: Literal["stop", "rollback"] = Field(
+        "stop", description="a NaN/inf loss: stop (status diverged), or roll back to the last good epoch with a lower lr"
+    )
+    lr_factor: Annotated[float, Field(gt=0, lt=1)] = Field(0.5, description="rollback: multiply the lr by this")
+    max_rollbacks: Annotated[int, Field(ge=1)] = 3
 
     @model_validator(mode="before")
     @classmethod
@@ -557,6 +562,37 @@ class ExperimentConfig(Strict):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": [1, 2]}}`` -> ``{"a.b.0": 1, "a.b.1": 2}``: the dotted key paths ``--set`` uses."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in items:
+        flat.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+    return flat if flat or not prefix else {prefix: value}
+
+
+def config_differences(old: "ExperimentConfig", new: "ExperimentConfig") -> list[tuple[str, Any, Any]]:
+    """(key path, old value, new value) for every key that differs between two resolved configs."""
+    a, b = flatten(old.to_dict()), flatten(new.to_dict())
+    return [(key, a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)]
+
+
+def resume_safe_keys(config: "ExperimentConfig") -> set[str]:
+    """Keys that may change on ``resume --force`` without breaking "bit-identical to an uninterrupted run"
+    up to the old end: more (or fewer) epochs, checkpoint frequency, the run's name.  Not the epochs when a
+    cosine schedule's period is the number of epochs, since that reshapes the whole schedule."""
+    safe = {"name", "training.checkpoint_every", "training.epochs"}
+    schedule = config.training.lr_schedule
+    if getattr(schedule, "type", None) == "cosine" and schedule.period is None:
+        safe.discard("training.epochs")
+    return safe
 
 
 def _tag_first(value: Any) -> Any:

@@ -28,7 +28,7 @@ class RichReporter(Reporter):
     def __init__(self, console: Console):
         self.console = console
 
-    def start(self, run_dir, total_epochs, num_params):
+    def start(self, run_dir, total_epochs, num_params, first_epoch=1):
         self.console.print(f"run folder [bold]{run_dir}[/]  ({num_params:,} parameters)", highlight=False)
         self.progress = Progress(
             TextColumn("epoch"),
@@ -40,7 +40,7 @@ class RichReporter(Reporter):
             console=self.console,
         )
         self.progress.start()
-        self.task = self.progress.add_task("train", total=total_epochs, stats="")
+        self.task = self.progress.add_task("train", total=total_epochs, completed=first_epoch - 1, stats="")
 
     def epoch(self, row):
         self.progress.update(self.task, advance=1, stats=format_row(row))
@@ -55,7 +55,7 @@ class PlainReporter(Reporter):
     def __init__(self, stream):
         self.stream = stream
 
-    def start(self, run_dir, total_epochs, num_params):
+    def start(self, run_dir, total_epochs, num_params, first_epoch=1):
         self.total = total_epochs
         self.every = max(1, math.ceil(total_epochs / PLAIN_LINES))
         print(f"run folder {run_dir}  ({num_params:,} parameters)", file=self.stream, flush=True)

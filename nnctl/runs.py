@@ -50,6 +50,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (a power loss right after must not bring back the old file)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -153,7 +168,7 @@ class RunFolder:
         """Append one epoch's row to metrics.jsonl and metrics.csv (the CSV header comes from the first row)."""
         with open(self.metrics_jsonl_path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
-        new_csv = not self.metrics_csv_path.exists()
+        new_csv = not self.metrics_csv_path.exists() or self.metrics_csv_path.stat().st_size == 0
         with open(self.metrics_csv_path, "a", encoding="utf-8", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(row))
             if new_csv:
@@ -161,10 +176,26 @@ class RunFolder:
             writer.writerow(row)
 
     def read_metrics(self) -> list[dict]:
+        """The rows of metrics.jsonl; a last line cut short by a crash is skipped."""
         if not self.metrics_jsonl_path.exists():
             return []
-        lines = self.metrics_jsonl_path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        rows = []
+        for line in self.metrics_jsonl_path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+        return rows
+
+    def rewrite_metrics(self, rows: list[dict]) -> None:
+        """Replace metrics.jsonl and metrics.csv with ``rows`` (atomically), e.g. cut back to a checkpoint."""
+        atomic_write_text(self.metrics_jsonl_path, "".join(json.dumps(row) + "\n" for row in rows))
+        buffer = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\r\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        atomic_write_text(self.metrics_csv_path, buffer.getvalue())
 
 
 def is_run_dir(path: Path) -> bool:

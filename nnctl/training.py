@@ -3,18 +3,26 @@
 ``run_training(loaded, out_dir)`` is what ``nnctl train`` does: load the data, build the model,
 create the run folder, train epoch by epoch (metrics, checkpoints), evaluate on the test split with
 the weights that represent the run (the best by the monitored metric, else the last), and write
-summary.json.  Networks learn by backpropagation in ``Trainer``; the classic threshold models of the
-lecture's first slides are evaluated (McCulloch-Pitts) or trained by the perceptron rule in
-``PerceptronTrainer``.
+summary.json.  ``resume_training(run_dir)`` continues an interrupted run from its last checkpoint.
+
+Networks learn by backpropagation in ``Trainer``; the classic threshold models of the lecture's first
+slides are evaluated (McCulloch-Pitts) or trained by the perceptron rule in ``PerceptronTrainer``.
+
+Everything a run's future depends on -- weights, optimizer moments, the schedule, every random
+generator, the early-stopping tracker, even the position inside an interrupted epoch -- is part of
+the ``TrainState`` that checkpoints hold, so a resumed run is bit-identical to one never interrupted.
 """
 
 from __future__ import annotations
 
 import math
 import platform
+import signal
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from copy import copy
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,18 +35,20 @@ from nnctl.data import Dataset, Split, load_data
 from nnctl.data.augment import Augmenter
 from nnctl.data.preprocess import fit_preprocessor
 from nnctl.engine.classic import Pocket, perceptron_epoch
-from nnctl.engine.layers import BatchNorm
+from nnctl.engine.layers import BatchNorm, Dropout
 from nnctl.engine.regularization import add_penalty_gradient, clip_global_norm
-from nnctl.errors import EXIT_DIVERGED
+from nnctl.errors import EXIT_DIVERGED, EXIT_FAILED, NnctlError
 from nnctl.metrics import Head
 from nnctl.runs import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, RunFolder, create_run_dir, save_checkpoint, write_json
 from nnctl.seeding import generator
+
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class Reporter:
     """What the training loop tells the outside world; the CLI shows it (progress bar or plain lines)."""
 
-    def start(self, run_dir: Path, total_epochs: int, num_params: int) -> None: ...
+    def start(self, run_dir: Path, total_epochs: int, num_params: int, first_epoch: int = 1) -> None: ...
 
     def epoch(self, row: dict) -> None: ...
 
@@ -48,17 +58,23 @@ class Reporter:
 @dataclass
 class RunResult:
     run_dir: Path
-    status: str  # completed | diverged | converged | not_converged
+    status: str  # completed | diverged | converged | not_converged | interrupted
     summary: dict
     message: str = ""
+    signal_number: int | None = None
 
     @property
     def exit_code(self) -> int:
+        if self.status == "interrupted":
+            return EXIT_SIGNAL.get(self.signal_number, 130)
         return EXIT_DIVERGED if self.status == "diverged" else 0
 
 
 def now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+# ------------------------------------------------------------------------------------ starting a run
 
 
 def run_training(
@@ -70,6 +86,7 @@ def run_training(
     config = loaded.config
     data = load_data(loaded)
     build.check_model_fits_data(loaded, data)
+    build.check_model_size(loaded, data.n_features)
     run = RunFolder(create_run_dir(out_dir, config.name))
     run.config_path.write_text(config.to_yaml(), encoding="utf-8")
     run.update_run_info(
@@ -80,16 +97,71 @@ def run_training(
         versions={"nnctl": nnctl.__version__, "numpy": np.__version__, "python": platform.python_version()},
     )
     trainer_class = PerceptronTrainer if isinstance(config.model, PerceptronModel) else Trainer
+    return _run(trainer_class(loaded, data, run, reporter or Reporter()), run)
+
+
+def resume_training(loaded: LoadedConfig, run: RunFolder, reporter: Reporter | None = None, command=None) -> RunResult:
+    """Continue ``run`` from checkpoints/last.npz (the caller has checked the config against the run's)."""
+    from nnctl.runs import load_checkpoint
+
+    config = loaded.config
+    if config.is_classic:
+        raise NnctlError(f"{run.path}: a {config.model.type} run has nothing to resume (it trains in well under a second): train it again")
+    data = load_data(loaded)
+    build.check_model_fits_data(loaded, data)
+    arrays, meta = load_checkpoint(run.checkpoint("last"))
+    trainer = Trainer(loaded, data, run, reporter or Reporter())
+    trainer.load_checkpoint_state(arrays, meta)
+    if trainer.state.epoch >= config.training.epochs and trainer.state.progress is None:
+        raise NnctlError(f"{run.path}: the run already finished its {config.training.epochs} epochs; raise training.epochs to train longer")
+    rows = [row for row in run.read_metrics() if row["epoch"] <= trainer.state.epoch]
+    run.rewrite_metrics(rows)  # rows written after the checkpoint are recomputed, never duplicated
+    trainer.rows = rows
+    info = run.update_run_info()
+    resumes = info.get("resumes", []) + [{"at": now(), "from_epoch": trainer.state.epoch, "command": command or sys.argv}]
+    run.update_run_info(status="running", resumes=resumes)
+    run.config_path.write_text(config.to_yaml(), encoding="utf-8")
+    return _run(trainer, run)
+
+
+def _run(trainer: "Trainer", run: RunFolder) -> RunResult:
     try:
         # overflow is expected when training diverges; the loop detects non-finite losses itself
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            result = trainer_class(loaded, data, run, reporter or Reporter()).fit()
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), StopOnSignal(trainer):
+            result = trainer.fit()
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        run.update_run_info(status=status, ended=now(), error=str(exc) or type(exc).__name__)
+        try:
+            run.update_run_info(status=status, ended=now(), error=str(exc) or type(exc).__name__)
+        except OSError:
+            pass  # e.g. the disk is full: the original error is the one to report
         raise
     run.update_run_info(status=result.status, ended=now(), **({"message": result.message} if result.message else {}))
     return result
+
+
+class StopOnSignal:
+    """SIGINT / SIGTERM ask the loop to stop after the current step (it then checkpoints and reports how to
+    resume); a second signal stops at once, with the last checkpoint still valid (writes are atomic)."""
+
+    def __init__(self, trainer: "Trainer"):
+        self.trainer = trainer
+        self.previous = {}
+
+    def handle(self, signum, frame):
+        if self.trainer.stop_signal is not None:
+            raise KeyboardInterrupt
+        self.trainer.stop_signal = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in EXIT_SIGNAL:
+                self.previous[signum] = signal.signal(signum, self.handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 def describe_inputs(config, data: Dataset) -> dict:
@@ -104,6 +176,9 @@ def describe_inputs(config, data: Dataset) -> dict:
         "input_columns": data.input_columns,
         "playground_features": list(config.data.features) if isinstance(config.data, PlaygroundData) else None,
     }
+
+
+# ------------------------------------------------------------------------------------ the run's state
 
 
 class BestTracker:
@@ -133,6 +208,42 @@ class BestTracker:
     def best_value(self) -> float | None:
         return None if self.best_epoch is None else self.sign * self.best
 
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "waited": self.waited}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch, self.waited = state["best"], state["best_epoch"], state["waited"]
+
+
+@dataclass
+class EpochProgress:
+    """Where an epoch stands after some of its steps: the row order it uses and its running sums."""
+
+    epoch: int
+    order: np.ndarray
+    next_start: int = 0
+    total_loss: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class TrainState:
+    """The numbers (besides arrays) that a checkpoint carries so that a resumed run continues exactly."""
+
+    epoch: int = 0  # completed epochs
+    lr_scale: float = 1.0  # lowered by each divergence rollback
+    rollbacks: list = field(default_factory=list)
+    progress: EpochProgress | None = None  # an epoch interrupted part-way
+
+
+class Interrupted(Exception):
+    pass
+
+
+# ---------------------------------------------------------------------------------- the training loop
+
 
 class Trainer:
     """Minibatch training by backpropagation (slide 9): for each batch, forward, loss, backward, step."""
@@ -151,6 +262,9 @@ class Trainer:
         self.head = Head(data.task, config.loss, units, classic=config.is_classic)
         self.shuffle_rng = generator(config.seed, "shuffle")
         self.augment = Augmenter(config.data.augment, data.image_shape, generator(config.seed, "augment"))
+        self.state = TrainState()
+        self.rows: list[dict] = []
+        self.stop_signal: int | None = None
         if config.is_classic:
             return
         self.optimizer = build.build_optimizer(config, self.model)
@@ -158,6 +272,7 @@ class Trainer:
         self.weights, self.weight_grads = build.regularized_weights(self.model)
         self.grads = [g for _, _, g in self.model.named_params()]
         self.has_batchnorm = any(isinstance(layer, BatchNorm) for layer in self.model.layers)
+        self.dropout_rng = next((layer.rng for layer in self.model.layers if isinstance(layer, Dropout)), None)
         stopping = config.training.early_stopping
         default_monitor = "val_loss" if self.val is not None else None
         self.tracker = BestTracker(stopping.monitor if stopping else default_monitor, stopping.min_delta if stopping else 0.0)
@@ -166,35 +281,34 @@ class Trainer:
     def prepare(self, split: Split | None) -> Split | None:
         return None if split is None else Split(self.preprocessor.apply(split.x), split.y)
 
-    # ------------------------------------------------------------------------------------- the loop
-
     def fit(self) -> RunResult:
         if self.config.is_classic:
             return self.evaluate_fixed_model()
         training = self.config.training
-        self.reporter.start(self.run.path, training.epochs, self.model.num_params())
-        rows: list[dict] = []
-        last_good = self.snapshot(0)
-        last_saved = None
+        self.reporter.start(self.run.path, training.epochs, self.model.num_params(), first_epoch=self.state.epoch + 1)
+        last_good = self.snapshot()
+        last_saved = self.state.epoch if self.state.epoch else None
         status, stop_reason = "completed", "completed all epochs"
         try:
-            for epoch in range(1, training.epochs + 1):
-                row = self.train_epoch(epoch)
+            while self.state.epoch < training.epochs:
+                try:
+                    if self.stop_signal is not None:
+                        raise Interrupted
+                    row = self.train_epoch()
+                except Interrupted:
+                    return self.interrupted()
                 if not all(math.isfinite(v) for k, v in row.items() if k.endswith("loss")):
-                    status = "diverged"
-                    stop_reason = f"the loss became non-finite in epoch {epoch}"
+                    if training.on_nonfinite == "rollback" and len(self.state.rollbacks) < training.max_rollbacks:
+                        self.roll_back(last_good, row["epoch"])
+                        continue
+                    status, stop_reason = "diverged", f"the loss became non-finite in epoch {row['epoch']}"
                     break
-                rows.append(row)
-                self.run.append_metrics(row)
-                self.reporter.epoch(row)
-                self.schedule_observe(row)
-                if self.tracker.update(row):
-                    self.best_state = self.snapshot(epoch)
-                    self.save("best", self.best_state)
-                last_good = self.snapshot(epoch)
-                if epoch % training.checkpoint_every == 0:
+                self.state.epoch = row["epoch"]
+                self.end_of_epoch(row)
+                last_good = self.snapshot()
+                if self.state.epoch % training.checkpoint_every == 0:
                     self.save("last", last_good)
-                    last_saved = epoch
+                    last_saved = self.state.epoch
                 stopping = training.early_stopping
                 if stopping and self.tracker.waited >= stopping.patience:
                     stop_reason = (
@@ -205,56 +319,57 @@ class Trainer:
         finally:
             self.reporter.end()
         if status == "diverged":
+            rollbacks = self.state.rollbacks
             self.restore(last_good)
-        if last_saved != last_good["epoch"]:
+            self.state.rollbacks = rollbacks
+        if last_saved != last_good["state"].epoch:
             self.save("last", last_good)
-        stopping = training.early_stopping
-        use_best = self.best_state is not None and (stopping is None or stopping.restore_best)
-        if use_best:
-            self.restore(self.best_state)
-        summary = self.summary(status, stop_reason, rows, "best" if use_best else "last")
-        message = ""
-        if status == "diverged":
-            message = (
-                f"training diverged: {stop_reason}; kept the last good weights (epoch {last_good['epoch']}) "
-                f"in {self.run.checkpoint('last')}; try a smaller optimizer.lr"
-            )
-        return RunResult(self.run.path, status, summary, message)
+        return self.finish(status, stop_reason, last_good)
 
-    def train_epoch(self, epoch: int) -> dict:
-        """One pass over the training rows in shuffled minibatches.
+    def train_epoch(self) -> dict:
+        """One pass over the training rows in shuffled minibatches (or the rest of an interrupted pass).
 
         train_loss is the mean of the minibatch losses over the epoch, weighted by batch size (what Keras
         reports; without the regularization penalty, so that it compares with val_loss); train_seconds
         counts the training steps alone, not the evaluation that follows."""
         training = self.config.training
-        lr = self.optimizer.lr = self.schedule.lr(epoch)
-        started = time.perf_counter()
-        n = len(self.train)
-        order = self.shuffle_rng.permutation(n) if training.shuffle else np.arange(n)
-        x, y = self.train.x[order], self.train.y[order]  # one gather per epoch; batches are views
+        if self.state.progress is None:
+            n = len(self.train)
+            order = self.shuffle_rng.permutation(n) if training.shuffle else np.arange(n)
+            self.state.progress = EpochProgress(self.state.epoch + 1, order)
+        progress = self.state.progress
+        lr = self.optimizer.lr = self.schedule.lr(progress.epoch) * self.state.lr_scale
+        x, y = self.train.x[progress.order], self.train.y[progress.order]  # one gather per epoch; batches are views
         targets = self.head.targets(y)
-        total_loss, correct, seen = 0.0, 0, 0
-        for start in range(0, n, training.batch_size):
+        started = time.perf_counter()
+        for start in range(progress.next_start, len(x), training.batch_size):
             stop = start + training.batch_size
             xb, tb = x[start:stop], targets[start:stop]
             if len(xb) == 1 and self.has_batchnorm:
                 continue  # a batch of one row has no variance to normalize with
             output, batch_loss = self.step(xb, tb)
+            progress.next_start = stop
             if not math.isfinite(batch_loss):
-                total_loss = batch_loss
+                progress.total_loss = batch_loss
                 break
-            total_loss += batch_loss * len(xb)
-            seen += len(xb)
+            progress.total_loss += batch_loss * len(xb)
+            progress.seen += len(xb)
             if self.task == "classification":
-                correct += int(np.count_nonzero(self.head.predict(output) == y[start:stop]))
-        train_seconds = time.perf_counter() - started
-        row = {"epoch": epoch, "lr": lr, "train_loss": total_loss / max(seen, 1)}
+                progress.correct += int(np.count_nonzero(self.head.predict(output) == y[start:stop]))
+            if self.stop_signal is not None and stop < len(x):
+                progress.seconds += time.perf_counter() - started
+                raise Interrupted
+        progress.seconds += time.perf_counter() - started
+        self.state.progress = None
+        seen = max(progress.seen, 1)
+        row = {"epoch": progress.epoch, "lr": lr, "train_loss": progress.total_loss / seen}
         if self.task == "classification":
-            row["train_accuracy"] = correct / max(seen, 1)
-        if self.val is not None and math.isfinite(total_loss):
+            row["train_accuracy"] = progress.correct / seen
+        if self.val is not None and math.isfinite(progress.total_loss):
             row.update({f"val_{k}": v for k, v in self.head.evaluate(self.model, self.val.x, self.val.y).items()})
-        row["train_seconds"] = train_seconds
+        if self.config.training.on_nonfinite == "rollback":
+            row["rollbacks"] = len(self.state.rollbacks)
+        row["train_seconds"] = progress.seconds
         return row
 
     def step(self, xb: np.ndarray, tb: np.ndarray) -> tuple[np.ndarray, float]:
@@ -274,48 +389,161 @@ class Trainer:
         self.optimizer.step()
         return output, batch_loss
 
-    def schedule_observe(self, row: dict) -> None:
+    def end_of_epoch(self, row: dict) -> None:
+        """Record the row; feed the schedule and the best-epoch tracker (which may save best.npz)."""
+        self.rows.append(row)
+        self.run.append_metrics(row)
+        self.reporter.epoch(row)
         monitor = getattr(self.config.training.lr_schedule, "monitor", None)
         if monitor:
             self.schedule.observe(row[monitor])
+        if self.tracker.update(row):
+            self.best_state = self.snapshot()
+            self.save("best", self.best_state)
+
+    def roll_back(self, last_good: dict, failed_epoch: int) -> None:
+        """training.on_nonfinite: rollback -- back to the last good epoch, with the learning rate lowered."""
+        rollbacks, lr_scale = self.state.rollbacks, self.state.lr_scale  # these survive the rollback
+        self.restore(last_good)
+        self.state.lr_scale = lr_scale * self.config.training.lr_factor
+        self.state.rollbacks = rollbacks + [{"epoch": failed_epoch, "lr_scale": self.state.lr_scale, "at": now()}]
+        self.run.update_run_info(rollbacks=self.state.rollbacks)
 
     # ------------------------------------------------------------------------------ state and files
 
-    def snapshot(self, epoch: int) -> dict:
-        return {"epoch": epoch, "model": {k: v.copy() for k, v in self.model.state_dict().items()}}
+    def snapshot(self) -> dict:
+        """A copy of everything the run's future depends on."""
+        return {
+            "model": {k: v.copy() for k, v in self.model.state_dict().items()},
+            "optimizer": {k: v.copy() for k, v in self.optimizer.state_dict().items()},
+            "schedule": dict(self.schedule.state_dict()),
+            "tracker": self.tracker.state_dict(),
+            "rng": self.rng_states(),
+            "state": TrainState(self.state.epoch, self.state.lr_scale, list(self.state.rollbacks), copy(self.state.progress)),
+        }
 
     def restore(self, snapshot: dict) -> None:
         self.model.load_state_dict(snapshot["model"])
+        self.optimizer.load_state_dict(snapshot["optimizer"])
+        self.schedule.load_state_dict(snapshot["schedule"])
+        self.tracker.load_state_dict(snapshot["tracker"])
+        self.set_rng_states(snapshot["rng"])
+        saved = snapshot["state"]
+        self.state = TrainState(saved.epoch, saved.lr_scale, list(saved.rollbacks), copy(saved.progress))
+
+    def rng_states(self) -> dict:
+        generators = {"shuffle": self.shuffle_rng, "augment": self.augment.rng, "dropout": self.dropout_rng}
+        return {name: rng.bit_generator.state for name, rng in generators.items() if rng is not None}
+
+    def set_rng_states(self, states: dict) -> None:
+        generators = {"shuffle": self.shuffle_rng, "augment": self.augment.rng, "dropout": self.dropout_rng}
+        for name, state in states.items():
+            generators[name].bit_generator.state = state
 
     def save(self, which: str, snapshot: dict) -> None:
+        """checkpoints/<which>.npz: the model (what eval and predict need) and the whole training state."""
+        state: TrainState = snapshot["state"]
         arrays = {f"model/{name}": value for name, value in snapshot["model"].items()}
         arrays.update({f"preprocess/{name}": value for name, value in self.preprocessor.arrays.items()})
+        arrays.update({f"optimizer/{name}": value for name, value in snapshot["optimizer"].items()})
+        progress = None
+        if state.progress is not None:
+            arrays["progress/order"] = state.progress.order
+            progress = {k: v for k, v in asdict(state.progress).items() if k != "order"}
         meta = {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "nnctl_version": nnctl.__version__,
-            "epoch": snapshot["epoch"],
+            "epoch": state.epoch,
             **self.data_description,
             "normalize": self.preprocessor.kind,
             "config": self.config.to_dict(),
+            "train_state": {
+                "lr_scale": state.lr_scale,
+                "rollbacks": state.rollbacks,
+                "progress": progress,
+                "schedule": snapshot["schedule"],
+                "tracker": snapshot["tracker"],
+                "rng": snapshot["rng"],
+            },
         }
-        save_checkpoint(self.run.checkpoint(which), arrays, meta)
+        try:
+            save_checkpoint(self.run.checkpoint(which), arrays, meta)
+        except OSError as exc:
+            raise NnctlError(
+                f"{self.run.checkpoint(which)}: cannot write the checkpoint: {exc.strerror or exc}; the previous checkpoint is intact",
+                EXIT_FAILED,
+            ) from None
 
-    def summary(self, status: str, stop_reason: str, rows: list[dict], checkpoint: str, **extra) -> dict:
+    def load_checkpoint_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        """The inverse of ``save``, for resuming; best.npz gives the best weights so far."""
+        from nnctl.evaluation import model_state
+        from nnctl.runs import load_checkpoint
+
+        train_state = meta.get("train_state")
+        if not train_state:
+            raise NnctlError(f"{self.run.checkpoint('last')}: the checkpoint has no training state to resume from")
+        optimizer = {k.removeprefix("optimizer/"): v for k, v in arrays.items() if k.startswith("optimizer/")}
+        progress = None
+        if train_state["progress"] is not None:
+            progress = EpochProgress(order=arrays["progress/order"], **train_state["progress"])
+        snapshot = {
+            "model": model_state(arrays, self.model, self.run.checkpoint("last")),
+            "optimizer": optimizer,
+            "schedule": train_state["schedule"],
+            "tracker": train_state["tracker"],
+            "rng": train_state["rng"],
+            "state": TrainState(meta["epoch"], train_state["lr_scale"], train_state["rollbacks"], progress),
+        }
+        try:
+            self.restore(snapshot)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise NnctlError(f"{self.run.checkpoint('last')}: the training state does not fit this model ({exc})") from None
+        if self.tracker.best_epoch is not None and self.run.checkpoint("best").exists():
+            best_arrays, best_meta = load_checkpoint(self.run.checkpoint("best"))
+            self.best_state = dict(snapshot, model=model_state(best_arrays, self.model, self.run.checkpoint("best")))
+
+    def interrupted(self) -> RunResult:
+        """Stopped by a signal: checkpoint where we are (inside the epoch), tell how to continue."""
+        snapshot = self.snapshot()
+        self.save("last", snapshot)
+        progress = self.state.progress
+        where = f"epoch {progress.epoch}, row {progress.next_start} of {len(progress.order)}" if progress else f"epoch {self.state.epoch}"
+        name = signal.Signals(self.stop_signal).name
+        message = f"{name}: stopped in {where} and saved a checkpoint; continue with: nnctl resume {self.run.path}"
+        summary = {"status": "interrupted", "stop_reason": message, "epochs_run": self.state.epoch}
+        write_json(self.run.summary_path, summary)
+        return RunResult(self.run.path, "interrupted", summary, message, self.stop_signal)
+
+    def finish(self, status: str, stop_reason: str, last_good: dict) -> RunResult:
+        stopping = self.config.training.early_stopping
+        use_best = self.best_state is not None and (stopping is None or stopping.restore_best)
+        if use_best:
+            self.model.load_state_dict(self.best_state["model"])
+        summary = self.summary(status, stop_reason, "best" if use_best else "last", rollbacks=len(self.state.rollbacks) or None)
+        message = ""
+        if status == "diverged":
+            message = (
+                f"training diverged: {stop_reason}; kept the last good weights (epoch {last_good['state'].epoch}) "
+                f"in {self.run.checkpoint('last')}; try a smaller optimizer.lr or training.on_nonfinite: rollback"
+            )
+        return RunResult(self.run.path, status, summary, message)
+
+    def summary(self, status: str, stop_reason: str, checkpoint: str, **extra) -> dict:
         """summary.json: how the run ended, its last epoch's metrics, and test metrics with ``checkpoint``."""
         tracker = getattr(self, "tracker", None)
         summary = {
             "status": status,
             "stop_reason": stop_reason,
-            "epochs_run": len(rows),
+            "epochs_run": len(self.rows),
             "best_epoch": tracker.best_epoch if tracker else None,
             "monitor": tracker.monitor if tracker else None,
             "checkpoint": f"checkpoints/{checkpoint}.npz",
-            "train_seconds_total": sum(row.get("train_seconds", 0.0) for row in rows),
-            **extra,
+            "train_seconds_total": sum(row.get("train_seconds", 0.0) for row in self.rows),
+            **{k: v for k, v in extra.items() if v is not None},
         }
-        if rows:
-            summary.update({k: v for k, v in rows[-1].items() if k.startswith(("train_", "val_")) and k != "train_seconds"})
+        if self.rows:
+            summary.update({k: v for k, v in self.rows[-1].items() if k.startswith(("train_", "val_")) and k != "train_seconds"})
         if self.test is not None:
             summary.update({f"test_{k}": v for k, v in self.head.evaluate(self.model, self.test.x, self.test.y).items()})
         write_json(self.run.summary_path, summary)
@@ -327,11 +555,24 @@ class Trainer:
         """McCulloch-Pitts units have fixed weights: nothing to train, so the run evaluates them."""
         self.reporter.start(self.run.path, 0, 0)
         self.reporter.end()
-        snapshot = self.snapshot(0)
-        self.save("last", snapshot)
+        self.save_model_only("last")
         train_metrics = {f"train_{k}": v for k, v in self.head.evaluate(self.model, self.train.x, self.train.y).items()}
-        summary = self.summary("completed", "no trainable parameters: the model was evaluated as given", [], "last", **train_metrics)
+        summary = self.summary("completed", "no trainable parameters: the model was evaluated as given", "last", **train_metrics)
         return RunResult(self.run.path, "completed", summary)
+
+    def save_model_only(self, which: str) -> None:
+        arrays = {f"model/{name}": value for name, value in self.model.state_dict().items()}
+        arrays.update({f"preprocess/{name}": value for name, value in self.preprocessor.arrays.items()})
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "nnctl_version": nnctl.__version__,
+            "epoch": self.state.epoch,
+            **self.data_description,
+            "normalize": self.preprocessor.kind,
+            "config": self.config.to_dict(),
+        }
+        save_checkpoint(self.run.checkpoint(which), arrays, meta)
 
 
 class PerceptronTrainer(Trainer):
@@ -347,7 +588,6 @@ class PerceptronTrainer(Trainer):
         lr = self.config.optimizer.lr
         unit = self.model.layers[0]
         self.reporter.start(self.run.path, epochs, unit.buffers["weight"].size + 1)
-        rows: list[dict] = []
         pocket = Pocket(unit, self.train.x, self.train.y)
         converged_epoch = None
         try:
@@ -362,15 +602,16 @@ class PerceptronTrainer(Trainer):
                 if self.val is not None:
                     row.update({f"val_{k}": v for k, v in self.head.evaluate(self.model, self.val.x, self.val.y).items()})
                 row["train_seconds"] = seconds
-                rows.append(row)
+                self.rows.append(row)
                 self.run.append_metrics(row)
                 self.reporter.epoch(row)
+                self.state.epoch = epoch
                 if mistakes == 0:
                     converged_epoch = epoch
                     break
         finally:
             self.reporter.end()
-        self.save("last", self.snapshot(len(rows)))
+        self.save_model_only("last")
         if converged_epoch is not None:
             status, checkpoint, message = "converged", "last", ""
             stop_reason = f"converged: epoch {converged_epoch} made no mistake"
@@ -379,20 +620,18 @@ class PerceptronTrainer(Trainer):
             stop_reason = f"not converged: every one of {epochs} epochs made mistakes"
             unit.buffers["weight"][...] = pocket.weight
             unit.buffers["threshold"][...] = pocket.threshold
-            self.save("best", self.snapshot(len(rows)))
+            self.save_model_only("best")
             message = (
                 f"the perceptron did not converge in {epochs} epochs: the classes are not linearly separable, "
                 f"and a single threshold unit cannot separate them (as it cannot separate XOR); "
-                f"kept the best weights seen (pocket algorithm), "
-                f"training accuracy {pocket.accuracy:.4g}"
+                f"kept the best weights seen (pocket algorithm), training accuracy {pocket.accuracy:.4g}"
             )
         summary = self.summary(
             status,
             stop_reason,
-            rows,
             checkpoint,
             converged_epoch=converged_epoch,
             best_train_accuracy=1.0 if converged_epoch else pocket.accuracy,
-            updates=int(sum(row["mistakes"] for row in rows)),
+            updates=int(sum(row["mistakes"] for row in self.rows)),
         )
         return RunResult(self.run.path, status, summary, message)

@@ -58,8 +58,9 @@ def read_yaml(path: str | os.PathLike) -> tuple[Any, Locations]:
 
 
 def parse_yaml(text: str, source: str) -> tuple[Any, Locations]:
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # the reader checks the characters here already
         node = loader.get_single_node()
         locations = Locations(source)
         if node is None:
@@ -76,7 +77,8 @@ def parse_yaml(text: str, source: str) -> tuple[Any, Locations]:
     except yaml.YAMLError as exc:
         raise NnctlError(f"{source}: invalid YAML: {exc}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, locations
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.config import CsvData, DigitsData, FunctionData, ImageData, LoadedConfig, LogicData, NpzData, PlaygroundData
+from nnctl import resources
 from nnctl.data import files, playground, synthetic
 from nnctl.errors import NnctlError
 from nnctl.seeding import generator
@@ -74,6 +75,11 @@ def load_data(loaded: LoadedConfig) -> Dataset:
     if isinstance(spec, (CsvData, NpzData)):
         return load_user_files(loaded, seed)
     image_shape = input_columns = None
+    if isinstance(spec, (FunctionData, PlaygroundData)):
+        columns = 2 + len(getattr(spec, "features", ["x"]))
+        problem = resources.check_fits(spec.samples * columns * 8 * 4, f"generating {spec.samples:,} samples")
+        if problem:
+            raise loaded.error(("data", "samples"), problem)
     if isinstance(spec, FunctionData):
         low, high = spec.range
         x, y = synthetic.function_samples(spec.fn, low, high, spec.samples, spec.noise, generator(seed, "data"))
