@@ -72,6 +72,7 @@ def train(
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object with the results, nothing else."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; print only the run folder."),
     resume_dir: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder (CONFIG must match it)."),
+    run_dir: Optional[Path] = typer.Option(None, "--run-dir", help="Write exactly this run folder (must not exist); for scripts."),
     force: bool = typer.Option(False, "--force", help="With --resume: allow a changed training.epochs/checkpoint_every."),
 ):
     """Train the model a config describes, and write a run folder."""
@@ -85,7 +86,7 @@ def train(
     if resume_dir is not None:
         result = _resume(resume_dir, loaded, force, reporter)
     else:
-        result = run_training(loaded, out, reporter=reporter, command=sys.argv)
+        result = run_training(loaded, out, reporter=reporter, command=sys.argv, run_dir=run_dir)
     _report_run(result, json_output, quiet)
 
 
@@ -281,6 +282,22 @@ def data_show(
 
     loaded = load_config(config, set_ or [])
     console.print_dataset(load_data(loaded), loaded.config.data.dataset)
+
+
+@app.command("plot")
+@report_errors
+def plot_command(
+    runs: List[Path] = typer.Argument(..., metavar="RUN", help="One or more run folders."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="The PNG to write (default: RUN/plot.png for one run, plot.png here for several)."
+    ),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Plot only this metric, e.g. val_accuracy (or accuracy: train and val)."),
+    kind: str = typer.Option("auto", "--kind", help="auto, curves, boundary (2-D data) or function (1-D data)."),
+):
+    """Draw learning curves (several runs overlaid), a 2-D decision boundary or a 1-D function fit, as a PNG (needs matplotlib)."""
+    from nnctl.plots import plot
+
+    print(plot(runs, out, metric=metric, kind=kind))
 
 
 def main() -> None:

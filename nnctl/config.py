@@ -526,6 +526,7 @@ class TrainingConfig(Strict):
     lr_schedule: LRSchedule = ConstantLR(type="constant")
     early_stopping: EarlyStopping | None = None
     grad_clip: PositiveFloat | None = Field(None, description="clip the global gradient norm to this value")
+    threads: Literal["auto"] | PositiveInt = Field("auto", description="BLAS threads while training; auto: see README")
     on_nonfinite: Literal["stop", "rollback"] = Field(
         "stop", description="a NaN/inf loss: stop (status diverged), or roll back to the last good epoch with a lower lr"
     )
@@ -635,14 +636,18 @@ def validate_config(data: Any, locations: Locations, overrides=(), base_dir: Pat
         raise ConfigError([f"{locations.source}: a config must be a mapping of keys (name, data, model, ...)"])
     for override in overrides:
         apply_override(data, override, locations)
-    try:
-        config = ExperimentConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError([_format_error(err, data, locations) for err in exc.errors()]) from None
-    loaded = LoadedConfig(config, locations)
+    loaded = LoadedConfig(validate_section(ExperimentConfig, data, locations), locations)
     _make_paths_absolute(loaded, base_dir)
     _check_across_sections(loaded)
     return loaded
+
+
+def validate_section(model: type[BaseModel], data: Any, locations: Locations):
+    """``model.model_validate(data)`` with every error turned into a line that points into the file."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_format_error(err, data, locations) for err in exc.errors()]) from None
 
 
 def _make_paths_absolute(loaded: LoadedConfig, base_dir: Path | None) -> None:

@@ -145,6 +145,20 @@ def create_run_dir(out_dir: Path, name: str) -> Path:
     raise NnctlError(f"{out_dir}: too many runs named {stem}")
 
 
+def create_exact_run_dir(path: Path) -> Path:
+    """A run folder at exactly ``path`` (for sweeps and scripts); refuses an existing folder."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir()
+    except FileExistsError:
+        raise NnctlError(f"{path}: already exists; a run never overwrites another") from None
+    except OSError as exc:
+        raise NnctlError(f"{path}: cannot create the run folder: {exc.strerror}") from None
+    (path / "checkpoints").mkdir()
+    return path
+
+
 class RunFolder:
     def __init__(self, path: Path):
         self.path = Path(path)

@@ -39,7 +39,15 @@ from nnctl.engine.layers import BatchNorm, Dropout
 from nnctl.engine.regularization import add_penalty_gradient, clip_global_norm
 from nnctl.errors import EXIT_DIVERGED, EXIT_FAILED, NnctlError
 from nnctl.metrics import Head
-from nnctl.runs import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, RunFolder, create_run_dir, save_checkpoint, write_json
+from nnctl.runs import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_VERSION,
+    RunFolder,
+    create_exact_run_dir,
+    create_run_dir,
+    save_checkpoint,
+    write_json,
+)
 from nnctl.seeding import generator
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -82,12 +90,14 @@ def run_training(
     out_dir: Path,
     reporter: Reporter | None = None,
     command: list[str] | None = None,
+    run_dir: Path | None = None,
 ) -> RunResult:
+    """Train into a new folder under ``out_dir`` (or exactly ``run_dir``, which must not exist yet)."""
     config = loaded.config
     data = load_data(loaded)
     build.check_model_fits_data(loaded, data)
     build.check_model_size(loaded, data.n_features)
-    run = RunFolder(create_run_dir(out_dir, config.name))
+    run = RunFolder(create_run_dir(out_dir, config.name) if run_dir is None else create_exact_run_dir(run_dir))
     run.config_path.write_text(config.to_yaml(), encoding="utf-8")
     run.update_run_info(
         status="running",
@@ -124,10 +134,20 @@ def resume_training(loaded: LoadedConfig, run: RunFolder, reporter: Reporter | N
     return _run(trainer, run)
 
 
+def blas_threads(config) -> int:
+    """``training.threads``; auto is 1: on the small matrices nnctl trains, a second BLAS thread costs more
+    in synchronisation than it gains (see benchmarks/ and the README's Performance section)."""
+    return 1 if config.training.threads == "auto" else config.training.threads
+
+
 def _run(trainer: "Trainer", run: RunFolder) -> RunResult:
+    from threadpoolctl import threadpool_limits
+
     try:
         # overflow is expected when training diverges; the loop detects non-finite losses itself
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), StopOnSignal(trainer):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), StopOnSignal(trainer), threadpool_limits(
+            blas_threads(trainer.config)
+        ):
             result = trainer.fit()
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
