@@ -300,5 +300,86 @@ def plot_command(
     print(plot(runs, out, metric=metric, kind=kind))
 
 
+@app.command()
+@report_errors
+def sweep(
+    file: Path = typer.Argument(..., help="A sweep file, or an experiment config with -p options."),
+    param: Optional[List[str]] = typer.Option(None, "--param", "-p", metavar="KEY.PATH=V1,V2", help="One-line grid values; repeatable."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="One-line sweeps: seeds, e.g. 0,1,2."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="One-line sweeps: the summary metric to rank by."),
+    set_: Optional[List[str]] = SetOption,
+    out: Path = typer.Option(Path("runs"), "--out", "-o", help="Sweep folders go to OUT/sweeps/."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Trials at a time (local executor)."),
+    executor: Optional[str] = typer.Option(None, "--executor", help="local or dask."),
+    address: Optional[str] = typer.Option(None, "--address", help="Dask scheduler address, e.g. tcp://host:8786."),
+    resume_dir: Optional[Path] = typer.Option(None, "--resume", help="Continue this sweep folder."),
+    fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed trial."),
+    json_output: bool = typer.Option(False, "--json", help="Print one JSON object: folder, counts, leaderboard."),
+):
+    """Run a config over many parameter points and seeds; rank them in summary.csv and a leaderboard."""
+    from nnctl import console
+    from nnctl import sweep as sweeps
+
+    if executor not in (None, "local", "dask"):
+        raise NnctlError(f"--executor: {executor!r} is not allowed; allowed: local, dask")
+    if resume_dir is not None:
+        spec = sweeps.load_sweep_dir(resume_dir)
+    elif param:
+        spec = sweeps.one_line_sweep(file, param, seeds, set_ or [], metric)
+    else:
+        spec = sweeps.load_sweep(file, set_ or [])
+    reporter = console.SweepReporter(quiet=json_output)
+    result = sweeps.run_sweep(
+        spec, out, resume_dir=resume_dir, workers=workers, executor_type=executor, address=address,
+        fail_fast=fail_fast, progress=reporter.trial,
+    )  # fmt: skip
+    if json_output:
+        print(console.json_line({"sweep_dir": str(result.folder), "trials": len(result.outcomes), "failed": len(result.failed), "leaderboard": result.rows}))
+    else:
+        console.print_leaderboard(spec, result)
+    for record in result.failed:
+        print(f"error: trial {record['trial']} ({record['event']}): {record.get('error', 'did not finish')} [{record.get('run_dir', '')}]", file=sys.stderr)
+    raise typer.Exit(1 if result.failed else 0)
+
+
+runs_app = typer.Typer(help="List and compare run folders.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.command("list")
+@report_errors
+def runs_list(
+    folder: Path = typer.Argument(Path("runs"), help="A folder of run folders."),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object per line."),
+):
+    """The runs in a folder, with their status, key config values and final metrics."""
+    from nnctl import console
+    from nnctl.runlist import list_runs
+
+    entries = list_runs(folder)
+    if json_output:
+        for entry in entries:
+            print(console.json_line(entry))
+    else:
+        console.print_run_list(entries, folder)
+
+
+@runs_app.command("compare")
+@report_errors
+def runs_compare(
+    runs: List[Path] = typer.Argument(..., help="Two or more run folders."),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object."),
+):
+    """The config keys that differ between runs, and their metrics side by side."""
+    from nnctl import console
+    from nnctl.runlist import compare_runs
+
+    comparison = compare_runs(runs)
+    if json_output:
+        print(console.json_line(comparison))
+    else:
+        console.print_comparison(comparison)
+
+
 def main() -> None:
     app()

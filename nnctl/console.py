@@ -164,3 +164,73 @@ def print_dataset(data, dataset_name: str) -> None:
     console.print(f"{data.n_features} features{shape}: {', '.join(names)}", highlight=False)
     if data.task == "classification":
         console.print(f"{data.n_classes} classes: {', '.join(data.class_names)}", highlight=False)
+
+
+class SweepReporter:
+    """One line per finished trial (trials take seconds; a line each is readable on a terminal and in a log)."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.done = 0
+
+    def trial(self, event: str, trial, outcome: dict) -> None:
+        if self.quiet or event == "running":
+            return
+        self.done += 1
+        params = ", ".join(f"{k}={v}" for k, v in trial.params.items())
+        metrics = outcome.get("metrics", {})
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test_"))
+        detail = shown if event == "completed" else outcome.get("error", "")
+        print(f"[{self.done}] {event:9s} {params}  seed {trial.seed}  {detail}", flush=True)
+
+
+def print_leaderboard(sweep, result, limit: int = 15) -> None:
+    config = sweep.config
+    console = Console()
+    metric = config.metric
+    table = Table(title=f"{config.name}: {metric} ({config.mode}), mean ± std over seeds")
+    table.add_column("#", justify="right")
+    for key in config.parameters:
+        table.add_column(key)
+    table.add_column(metric, justify="right")
+    table.add_column("seeds", justify="right")
+    for rank, row in enumerate(result.rows[:limit], start=1):
+        mean, std = row.get(f"{metric}_mean"), row.get(f"{metric}_std")
+        value = ("pruned" if row.get("pruned") else "failed") if mean is None else f"{mean:.4f} ± {std:.4f}"
+        seeds = f"{row['count']}" + "".join(f" (+{row[k]} {k})" for k in ("failed", "pruned") if row.get(k))
+        table.add_row(str(rank), *(str(row[key]) for key in config.parameters), value, seeds)
+    console.print(table)
+    if len(result.rows) > limit:
+        console.print(f"... {len(result.rows) - limit} more rows in summary.csv", highlight=False)
+    console.print(f"sweep folder: {result.folder}", highlight=False, soft_wrap=True)
+
+
+def print_run_list(entries: list[dict], folder) -> None:
+    console = Console()
+    table = Table(title=f"runs in {folder}")
+    table.add_column("run")
+    table.add_column("status")
+    keys = sorted({k for e in entries for k in e["config"]})
+    metrics = sorted({k for e in entries for k in e["metrics"] if k.startswith("test_")})
+    for key in keys + metrics:
+        table.add_column(key, justify="right")
+    for entry in entries:
+        cells = [Path(entry["run_dir"]).name, str(entry["status"])]
+        cells += [str(entry["config"].get(k, "")) for k in keys]
+        cells += [f"{entry['metrics'][m]:.4f}" if m in entry["metrics"] else "" for m in metrics]
+        table.add_row(*cells)
+    console.print(table)
+
+
+def print_comparison(comparison: dict) -> None:
+    console = Console()
+    table = Table(title="runs compared")
+    table.add_column("")
+    for run in comparison["runs"]:
+        table.add_column(Path(run).name, justify="right")
+    table.add_row("status", *map(str, comparison["status"]))
+    for key, values in comparison["differing_config"].items():
+        table.add_row(key, *map(str, values))
+    for name, values in comparison["metrics"].items():
+        table.add_row(name, *("" if v is None else f"{v:.4f}" for v in values))
+    console.print(table)

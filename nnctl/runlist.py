@@ -1,0 +1,54 @@
+"""``nnctl runs list`` and ``nnctl runs compare``: run folders as data, for people and for scripts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from nnctl.config import flatten
+from nnctl.errors import NnctlError
+from nnctl.runs import is_run_dir
+
+#: config keys worth a column in a listing
+KEY_COLUMNS = ("data.dataset", "optimizer.name", "optimizer.lr", "training.epochs", "seed")
+
+
+def read_run(path: Path) -> dict:
+    info = json.loads((path / "run.json").read_text())
+    config = flatten(yaml.safe_load((path / "config.yaml").read_text()) or {})
+    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
+    metrics = {k: v for k, v in summary.items() if k.startswith(("test_", "val_", "train_")) and isinstance(v, (int, float))}
+    return {"run_dir": str(path), "status": info.get("status"), "started": info.get("started"), "config": config, "metrics": metrics}
+
+
+def list_runs(folder: Path) -> list[dict]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NnctlError(f"{folder}: no such folder")
+    candidates = [folder] if is_run_dir(folder) else sorted(p for p in folder.iterdir() if is_run_dir(p))
+    entries = []
+    for path in candidates:
+        run = read_run(path)
+        run["config"] = {key: run["config"].get(key) for key in KEY_COLUMNS if key in run["config"]}
+        entries.append(run)
+    return entries
+
+
+def compare_runs(paths: list[Path]) -> dict:
+    if len(paths) < 2:
+        raise NnctlError("runs compare needs two or more run folders")
+    for path in paths:
+        if not is_run_dir(path):
+            raise NnctlError(f"{path}: not a run folder (no run.json and config.yaml)")
+    runs = [read_run(Path(p)) for p in paths]
+    keys = sorted(set().union(*(run["config"] for run in runs)))
+    differing = {key: [run["config"].get(key) for run in runs] for key in keys if len({json.dumps(run["config"].get(key)) for run in runs}) > 1}
+    metric_names = sorted(set().union(*(run["metrics"] for run in runs)))
+    return {
+        "runs": [run["run_dir"] for run in runs],
+        "status": [run["status"] for run in runs],
+        "differing_config": differing,
+        "metrics": {name: [run["metrics"].get(name) for run in runs] for name in metric_names},
+    }

@@ -1,0 +1,529 @@
+"""``nnctl sweep``: run a base config over a grid, random or TPE-chosen set of parameter points, each point
+once per seed, on local worker processes or a Dask cluster, with a ledger that makes the sweep resumable.
+
+A sweep folder holds::
+
+    sweep.yaml       the resolved sweep file
+    trials.jsonl     the ledger: one line per event (pending, running, completed, failed, diverged, pruned)
+    trials/<id>/     each trial's ordinary run folder; <id> is a hash of the trial's overrides and seed
+    summary.csv      one row per parameter point: its parameters, mean and std over seeds of each metric
+    optuna.db        (method tpe) the Optuna study, so that --resume continues it
+
+Each trial is a separate ``nnctl train`` process with one BLAS thread, so a crash, a divergence or a kill
+stays inside it, and its numbers do not depend on the executor or the number of workers.
+"""
+
+from __future__ import annotations
+
+import csv
+import ctypes
+import hashlib
+import io
+import itertools
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Callable, Literal, Union
+
+import numpy as np
+import yaml
+from pydantic import Field, PositiveInt, model_validator
+
+from nnctl.config import (
+    ExperimentConfig,
+    Strict,
+    did_you_mean,
+    flatten,
+    load_config,
+    validate_section,
+)
+from nnctl.errors import ConfigError, NnctlError
+from nnctl.runs import atomic_write_text, create_run_dir, read_json
+from nnctl.yamlio import Locations, read_yaml
+
+# ------------------------------------------------------------------------------------------ the file
+
+
+class Distribution(Strict):
+    """A parameter drawn at random (method random or tpe)."""
+
+    distribution: Literal["uniform", "loguniform", "int"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _check(self):
+        if not self.low < self.high:
+            raise ValueError(f"low must be below high (got low {self.low}, high {self.high})")
+        if self.distribution == "loguniform" and self.low <= 0:
+            raise ValueError(f"loguniform needs low > 0 (got {self.low})")
+        return self
+
+
+ParameterSpec = Union[Annotated[list[Any], Field(min_length=1)], Distribution]
+
+
+class Executor(Strict):
+    type: Literal["local", "dask"] = "local"
+    workers: PositiveInt = 1
+    address: str | None = Field(None, description="dask: the scheduler, e.g. tcp://host:8786")
+
+
+class SweepConfig(Strict):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = "sweep"
+    base: str = Field(description="the experiment config, relative to the sweep file")
+    method: Literal["grid", "random", "tpe"] = "grid"
+    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]
+    metric: str = "test_accuracy"
+    mode: Literal["max", "min"] | None = Field(None, description="default: max for accuracy and r2, else min")
+    parameters: dict[str, ParameterSpec] = Field(min_length=1)
+    trials: PositiveInt | None = Field(None, description="random / tpe: how many parameter points")
+    seed: int = Field(0, description="seed of the random and TPE choices of parameter points")
+    overrides: list[str] = Field([], description="--set values applied to the base config of every trial")
+    executor: Executor = Executor()
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.mode is None:
+            self.mode = "max" if self.metric.endswith(("accuracy", "r2")) else "min"
+        if self.method == "grid":
+            for path, spec in self.parameters.items():
+                if isinstance(spec, Distribution):
+                    raise ValueError(f"parameters.{path}: a grid takes a list of values; distributions need method random or tpe")
+        elif self.trials is None:
+            raise ValueError(f"method {self.method} needs trials: N (how many parameter points to try)")
+        if self.executor.type == "dask" and not self.executor.address:
+            raise ValueError("executor dask needs an address, e.g. tcp://127.0.0.1:8786")
+        return self
+
+
+@dataclass
+class Sweep:
+    config: SweepConfig
+    source: Path  # the sweep file, or the base config of a one-line sweep
+    base_path: Path
+    base: ExperimentConfig
+
+
+def load_sweep(path: Path, overrides: list[str] = ()) -> Sweep:
+    data, locations = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: a sweep file must be a mapping of keys (base, parameters, ...)"])
+    config = validate_section(SweepConfig, data, locations)
+    config.overrides = [*config.overrides, *overrides]
+    base_path = (Path(path).parent / config.base).resolve()
+    return _checked(Sweep(config, Path(path), base_path, None), locations)
+
+
+def one_line_sweep(base: Path, params: list[str], seeds: str | None, overrides: list[str], metric=None, mode=None) -> Sweep:
+    """``nnctl sweep configs/spiral.yaml -p optimizer.lr=0.3,0.1 --seeds 0,1,2``: a grid over the values."""
+    parameters = {}
+    for spec in params:
+        key, sep, values = spec.partition("=")
+        if not sep or not key or not values:
+            raise NnctlError(f"-p {spec}: expected key.path=value1,value2,... e.g. -p optimizer.lr=0.1,0.03")
+        parameters[key] = [yaml.safe_load(v) for v in values.split(",")]
+    if not parameters:
+        raise NnctlError(f"{base}: an experiment config needs -p key.path=v1,v2,... to sweep over (or give a sweep file)")
+    try:
+        seed_list = [int(s) for s in seeds.split(",")] if seeds else [0]
+    except ValueError:
+        raise NnctlError(f"--seeds {seeds}: expected whole numbers separated by commas, e.g. 0,1,2") from None
+    data = {"name": Path(base).stem, "base": str(Path(base).resolve()), "parameters": parameters, "seeds": seed_list, "overrides": overrides}
+    if metric:
+        data["metric"] = metric
+    if mode:
+        data["mode"] = mode
+    locations = Locations("command line")
+    config = validate_section(SweepConfig, data, locations)
+    return _checked(Sweep(config, Path(base), Path(base).resolve(), None), locations)
+
+
+def _checked(sweep: Sweep, locations: Locations) -> Sweep:
+    """Parameter paths must exist in the base config, and the metric must be one its runs produce."""
+    config = sweep.config
+    if not sweep.base_path.is_file():
+        raise NnctlError(f"{locations.place(('base',))}: base: {sweep.base_path} not found")
+    sweep.base = load_config(sweep.base_path, config.overrides).config
+    known = flatten(sweep.base.to_dict())
+    for path in config.parameters:
+        parts = path.split(".")
+        if not any(".".join(parts[:n]) in known for n in range(len(parts), 0, -1)):
+            raise NnctlError(
+                f"{locations.place(('parameters', path))}: parameters: unknown parameter path {path!r}{did_you_mean(path, list(known))}"
+            )
+    metrics = summary_metrics(sweep.base)
+    if config.metric not in metrics:
+        raise NnctlError(
+            f"{locations.place(('metric',))}: metric: no run of this sweep produces {config.metric!r}{did_you_mean(config.metric, metrics)}; "
+            f"available: {', '.join(metrics)}"
+        )
+    if config.method == "grid" and not list(grid_points(config)):
+        raise NnctlError(f"{locations.place(('parameters',))}: parameters: the grid is empty")
+    return sweep
+
+
+def summary_metrics(base: ExperimentConfig) -> list[str]:
+    """The numbers summary.json holds for a run of ``base``."""
+    from nnctl.config import available_metrics
+
+    kinds = ["loss", "mae", "r2"] if base.data.is_regression else ["loss", "accuracy"]
+    metrics = [m for m in available_metrics(base)]
+    has_test = getattr(base.data, "test_fraction", 0.5) > 0 or base.data.dataset in ("logic", "mnist", "fashion-mnist")
+    if has_test:
+        metrics += [f"test_{kind}" for kind in kinds]
+    return metrics + ["epochs_run", "train_seconds_total"]
+
+
+# ---------------------------------------------------------------------------------------- the trials
+
+
+@dataclass
+class Trial:
+    params: dict[str, Any]
+    seed: int
+    point: int  # index of the parameter point
+
+    @property
+    def overrides(self) -> list[str]:
+        return [f"{key}={json.dumps(value)}" for key, value in self.params.items()] + [f"seed={self.seed}"]
+
+    @property
+    def id(self) -> str:
+        text = json.dumps({"params": self.params, "seed": self.seed}, sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def grid_points(config: SweepConfig):
+    keys = list(config.parameters)
+    for values in itertools.product(*(config.parameters[key] for key in keys)):
+        yield dict(zip(keys, values))
+
+
+def random_points(config: SweepConfig) -> list[dict]:
+    rng = np.random.default_rng([config.seed, 7919])
+    return [{key: sample(spec, rng) for key, spec in config.parameters.items()} for _ in range(config.trials)]
+
+
+def sample(spec: ParameterSpec, rng: np.random.Generator):
+    if isinstance(spec, list):
+        return spec[int(rng.integers(len(spec)))]
+    if spec.distribution == "uniform":
+        return float(rng.uniform(spec.low, spec.high))
+    if spec.distribution == "loguniform":
+        return float(math.exp(rng.uniform(math.log(spec.low), math.log(spec.high))))
+    return int(rng.integers(int(spec.low), int(spec.high) + 1))
+
+
+# -------------------------------------------------------------------------------------------- ledger
+
+
+class Ledger:
+    """trials.jsonl: append-only events, each line flushed and fsynced; the last event of a trial wins."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.lock = threading.Lock()
+
+    def write(self, event: str, trial: Trial, **fields) -> None:
+        record = {"event": event, "trial": trial.id, "params": trial.params, "seed": trial.seed, "time": time.time(), **fields}
+        with self.lock, open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def latest(self) -> dict[str, dict]:
+        latest = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut by a crash
+                latest[record["trial"]] = record
+        return latest
+
+
+# ------------------------------------------------------------------------------------ running a trial
+
+TRIAL_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def _die_with_parent():  # pragma: no cover - runs in the child before exec
+    """Linux: the trial process gets SIGKILL if the sweep process dies, so no orphan keeps writing."""
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def run_trial(
+    base_path: str, overrides: list[str], run_dir: str | None = None, ship_files: bool = False, on_start: Callable | None = None
+) -> dict:
+    """Train one trial as its own ``nnctl train`` process; return its outcome (and, with ``ship_files``, the
+    run folder's files, for a Dask worker on another machine).  Never raises for a failed trial."""
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="nnctl-trial-") as scratch:
+        target = Path(run_dir) if run_dir else Path(scratch) / "run"
+        command = [sys.executable, "-m", "nnctl", "train", str(base_path), "--run-dir", str(target), "--json"]
+        for override in overrides:
+            command += ["--set", override]
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **TRIAL_ENV},
+            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        )
+        if on_start:
+            on_start(process, target)
+        stdout, stderr = process.communicate()
+        outcome = {"exit_code": process.returncode, "duration": time.time() - started}
+        try:
+            summary = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
+        except json.JSONDecodeError:
+            summary = {}
+        summary.pop("run_dir", None)
+        status = summary.get("status")
+        if process.returncode == 0 and status in ("completed", "converged", "not_converged"):
+            outcome["status"] = "completed"
+        elif status == "diverged":
+            outcome["status"] = "diverged"
+        else:
+            outcome["status"] = "failed"
+        errors = [line.removeprefix("error: ") for line in stderr.splitlines() if line.startswith("error: ")]
+        if outcome["status"] != "completed":
+            outcome["error"] = " ".join(errors) or (stderr.strip().splitlines() or [f"exit code {process.returncode}"])[-1]
+            if process.returncode is not None and process.returncode < 0:
+                outcome["error"] = f"killed by {signal.Signals(-process.returncode).name}"
+        outcome["metrics"] = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if ship_files and target.exists():
+            outcome["files"] = {str(p.relative_to(target)): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+    return outcome
+
+
+def write_shipped_files(run_dir: Path, files: dict[str, bytes]) -> None:
+    for relative, data in files.items():
+        destination = run_dir / relative
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_bytes(data)
+
+
+# ----------------------------------------------------------------------------------------- executors
+
+
+class LocalExecutor:
+    """``workers`` trials at a time, each its own process (workers x 1 BLAS thread <= the machine's cores)."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.processes: set = set()
+
+    def run(self, jobs, on_done, stop: Callable[[], bool]):
+        """``jobs``: iterator of (trial, base_path, overrides, run_dir); ``on_done(trial, outcome)``."""
+        with ThreadPoolExecutor(self.workers) as pool:
+            pending = {}
+            jobs = iter(jobs)
+
+            def submit_next() -> bool:
+                job = next(jobs, None)
+                if job is None or stop():
+                    return False
+                trial, base_path, overrides, run_dir, on_start = job
+                pending[pool.submit(run_trial, base_path, overrides, run_dir, False, on_start)] = trial
+                return True
+
+            for _ in range(self.workers):
+                if not submit_next():
+                    break
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    on_done(pending.pop(future), future.result())
+                    submit_next()
+
+
+class DaskExecutor:
+    """One Dask task per trial (``client.submit`` + ``as_completed``); a task lost with its worker is retried.
+    Each task trains in a scratch folder on its worker and ships the run folder back; the client writes it."""
+
+    def __init__(self, address: str, timeout: float = 5.0):
+        try:
+            from dask.distributed import Client
+        except ImportError:
+            raise NnctlError("the Dask executor needs dask: pip install 'nnctl[dask]'") from None
+        try:
+            self.client = Client(address, timeout=timeout)
+        except (OSError, TimeoutError) as exc:
+            raise NnctlError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({exc})") from None
+
+    def run(self, jobs, on_done, stop: Callable[[], bool]):
+        from dask.distributed import as_completed
+
+        futures = {}
+        for trial, base_path, overrides, run_dir, _ in jobs:
+            future = self.client.submit(run_trial, base_path, overrides, None, True, key=f"nnctl-trial-{trial.id}-{time.time_ns()}", retries=3, pure=False)
+            futures[future] = (trial, run_dir)
+        for future in as_completed(futures):
+            trial, run_dir = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # the task itself failed on every retry
+                outcome = {"status": "failed", "error": f"dask: {exc}", "metrics": {}, "duration": 0.0}
+            files = outcome.pop("files", None)
+            if files:
+                write_shipped_files(Path(run_dir), files)
+            on_done(trial, outcome)
+            if stop():
+                for other in futures:
+                    other.cancel()
+                break
+
+    def close(self):
+        self.client.close()
+
+
+# -------------------------------------------------------------------------------------- the sweep run
+
+
+@dataclass
+class SweepResult:
+    folder: Path
+    outcomes: dict[str, dict] = field(default_factory=dict)  # trial id -> last ledger record
+    rows: list[dict] = field(default_factory=list)  # summary.csv rows, best first
+
+    @property
+    def failed(self) -> list[dict]:
+        return [record for record in self.outcomes.values() if record["event"] not in ("completed", "pruned")]
+
+
+def run_sweep(
+    sweep: Sweep,
+    out_dir: Path,
+    resume_dir: Path | None = None,
+    workers: int | None = None,
+    executor_type: str | None = None,
+    address: str | None = None,
+    fail_fast: bool = False,
+    progress: Callable[[str, Trial, dict], None] | None = None,
+) -> SweepResult:
+    config = sweep.config
+    if resume_dir is not None:
+        folder = Path(resume_dir)
+    else:
+        folder = create_run_dir(Path(out_dir) / "sweeps", config.name)
+        os.rmdir(folder / "checkpoints")
+        resolved = {**config.model_dump(mode="json"), "base": str(sweep.base_path)}
+        atomic_write_text(folder / "sweep.yaml", yaml.safe_dump(resolved, sort_keys=False))
+    (folder / "trials").mkdir(exist_ok=True)
+    ledger = Ledger(folder / "trials.jsonl")
+    previous = ledger.latest()
+    executor_type = executor_type or config.executor.type
+    workers = workers or config.executor.workers
+    progress = progress or (lambda event, trial, record: None)
+    stopping = threading.Event()
+
+    def on_done(trial: Trial, outcome: dict) -> None:
+        record = {k: v for k, v in outcome.items() if k != "exit_code"}
+        ledger.write(outcome["status"], trial, run_dir=f"trials/{trial.id}", **record)
+        progress(outcome["status"], trial, outcome)
+        if fail_fast and outcome["status"] not in ("completed", "pruned"):
+            stopping.set()
+
+    if config.method == "tpe":
+        from nnctl.sweep_tpe import run_tpe
+
+        run_tpe(sweep, folder, ledger, previous, workers, on_done, stopping, progress)
+    else:
+        points = list(grid_points(config)) if config.method == "grid" else random_points(config)
+        trials = [Trial(point, seed, i) for i, point in enumerate(points) for seed in config.seeds]
+        todo = [t for t in trials if previous.get(t.id, {}).get("event") != "completed"]
+        for trial in todo:
+            ledger.write("pending", trial)
+
+        def jobs():
+            for trial in todo:
+                run_dir = prepare_trial_folder(folder, trial)
+                ledger.write("running", trial, run_dir=f"trials/{trial.id}")
+                progress("running", trial, {})
+                yield trial, str(sweep.base_path), [*config.overrides, *trial.overrides], str(run_dir), None
+
+        executor = DaskExecutor(address or config.executor.address) if executor_type == "dask" else LocalExecutor(workers)
+        try:
+            executor.run(jobs(), on_done, stopping.is_set)
+        finally:
+            if isinstance(executor, DaskExecutor):
+                executor.close()
+    return summarize(sweep, folder)
+
+
+def prepare_trial_folder(folder: Path, trial: Trial) -> Path:
+    """trials/<id>; an unfinished attempt's folder is kept aside as trials/<id>.attempt-N, not deleted."""
+    run_dir = folder / "trials" / trial.id
+    if run_dir.exists():
+        n = 1
+        while (aside := run_dir.with_name(f"{trial.id}.attempt-{n}")).exists():
+            n += 1
+        run_dir.rename(aside)
+    return run_dir
+
+
+# -------------------------------------------------------------------------------------------- summary
+
+
+def summarize(sweep: Sweep, folder: Path) -> SweepResult:
+    """summary.csv from the ledger: per parameter point, mean and std over the completed seeds."""
+    config = sweep.config
+    outcomes = Ledger(folder / "trials.jsonl").latest()
+    groups: dict[str, dict] = {}
+    for record in outcomes.values():
+        key = json.dumps(record["params"], sort_keys=True)
+        group = groups.setdefault(key, {"params": record["params"], "metrics": [], "failed": 0, "pruned": 0})
+        if record["event"] == "completed":
+            group["metrics"].append(record.get("metrics", {}))
+        elif record["event"] == "pruned":
+            group["pruned"] += 1
+        else:
+            group["failed"] += 1
+    rows = []
+    for group in groups.values():
+        row = {**group["params"], "count": len(group["metrics"]), "failed": group["failed"], "pruned": group["pruned"]}
+        names = sorted({name for metrics in group["metrics"] for name in metrics})
+        ordered = [config.metric] + [name for name in names if name != config.metric]
+        for name in ordered:
+            values = [m[name] for m in group["metrics"] if m.get(name) is not None]
+            row[f"{name}_mean"] = float(np.mean(values)) if values else None
+            row[f"{name}_std"] = float(np.std(values, ddof=1 if len(values) > 1 else 0)) if values else None
+        rows.append(row)
+    sign = -1 if config.mode == "max" else 1
+    metric = f"{config.metric}_mean"
+    rows.sort(key=lambda r: (r.get(metric) is None, sign * (r.get(metric) or 0), json.dumps({k: r[k] for k in config.parameters}, sort_keys=True)))
+    columns = list(config.parameters) + ["count", "failed", "pruned"]
+    columns += sorted({key for row in rows for key in row if key not in columns}, key=lambda k: (not k.startswith(config.metric), k))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    atomic_write_text(folder / "summary.csv", buffer.getvalue())
+    return SweepResult(folder, outcomes, rows)
+
+
+def is_sweep_dir(path: Path) -> bool:
+    return (Path(path) / "sweep.yaml").is_file() and (Path(path) / "trials.jsonl").is_file()
+
+
+def load_sweep_dir(path: Path) -> Sweep:
+    if not is_sweep_dir(path):
+        raise NnctlError(f"{path}: not a sweep folder (no sweep.yaml and trials.jsonl)")
+    return load_sweep(Path(path) / "sweep.yaml")
