@@ -208,7 +208,7 @@ def print_leaderboard(sweep, result, limit: int = 15) -> None:
 def print_run_list(entries: list[dict], folder) -> None:
     console = Console()
     table = Table(title=f"runs in {folder}")
-    table.add_column("run")
+    table.add_column("run", no_wrap=True, min_width=max((len(Path(e["run_dir"]).name) for e in entries), default=3))
     table.add_column("status")
     keys = sorted({k for e in entries for k in e["config"]})
     metrics = sorted({k for e in entries for k in e["metrics"] if k.startswith("test_")})

@@ -101,18 +101,20 @@ def run_tpe(sweep, folder: Path, ledger, previous: dict, workers: int, on_done, 
 
     optuna = optuna_module()
     config = sweep.config
+    storage = f"sqlite:///{folder / 'optuna.db'}"
     study = optuna.create_study(
         study_name=config.name,
-        storage=f"sqlite:///{folder / 'optuna.db'}",
+        storage=storage,
         load_if_exists=True,
         direction="maximize" if config.mode == "max" else "minimize",
-        sampler=optuna.samplers.TPESampler(seed=config.seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
     )
     states = optuna.trial.TrialState
     for stale in study.get_trials(deepcopy=False, states=(states.RUNNING,)):  # left by a killed sweep
         study.tell(stale.number, state=states.FAIL)
     finished = len(study.get_trials(deepcopy=False, states=(states.COMPLETE, states.PRUNED, states.FAIL)))
+    # seeded by how far the study got, so a resumed study draws new points instead of replaying the first ones
+    study.sampler = optuna.samplers.TPESampler(seed=config.seed + finished)
     space = distributions(optuna, config.parameters)
     metric_for_pruning = prune_metric(sweep)
     epochs = sweep.base.training.epochs
