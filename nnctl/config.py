@@ -8,6 +8,7 @@ the last layer's size against the data's number of classes) can also name the fi
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 import re
 from dataclasses import dataclass
@@ -527,6 +528,7 @@ class TrainingConfig(Strict):
     early_stopping: EarlyStopping | None = None
     grad_clip: PositiveFloat | None = Field(None, description="clip the global gradient norm to this value")
     threads: Literal["auto"] | PositiveInt = Field("auto", description="BLAS threads while training; auto: see README")
+    plots: bool = Field(False, description="write curves.png (and boundary.png / function.png) into the run folder")
     on_nonfinite: Literal["stop", "rollback"] = Field(
         "stop", description="a NaN/inf loss: stop (status diverged), or roll back to the last good epoch with a lower lr"
     )
@@ -681,6 +683,8 @@ def _check_across_sections(loaded: LoadedConfig) -> None:
         raise loaded.error(("training", "batch_size"), "batch norm needs batches of at least 2 rows to compute a variance")
     if config.data.augment.for_images and not _is_image_data(config.data):
         raise loaded.error(("data", "augment"), "shift, rotate, flip and cutout apply to images (mnist, fashion-mnist, digits, npz images); use noise_std for other data")
+    if training.plots and importlib.util.find_spec("matplotlib") is None:
+        raise loaded.error(("training", "plots"), "needs matplotlib: pip install 'nnctl[plot]'")
     metrics = available_metrics(config)
     for path, monitor in (
         (("training", "early_stopping", "monitor"), training.early_stopping and training.early_stopping.monitor),

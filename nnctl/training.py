@@ -156,6 +156,10 @@ def _run(trainer: "Trainer", run: RunFolder) -> RunResult:
         except OSError:
             pass  # e.g. the disk is full: the original error is the one to report
         raise
+    if trainer.config.training.plots and result.status != "interrupted":
+        from nnctl.plots import write_run_plots
+
+        write_run_plots(run.path)
     run.update_run_info(status=result.status, ended=now(), **({"message": result.message} if result.message else {}))
     return result
 

@@ -255,3 +255,10 @@ def test_bad_kind_and_output(circle_run, runs, tmp_path):
     assert_clean_error(nnctl("plot", circle_run, "--kind", "bars"), "--kind", "allowed: auto, curves, boundary, function")
     assert_clean_error(nnctl("plot", circle_run, "--out", tmp_path / "x.jpg"), "ending in .png")
     assert_clean_error(nnctl("plot", circle_run, "--out", tmp_path / "no" / "such" / "x.png"), "cannot write")
+
+
+def test_training_plots_key_writes_the_figures_at_the_end(runs):
+    summary = train_json(CONFIGS / "spiral.yaml", "--set", "training.plots=true", "--set", "training.epochs=20", out=runs)
+    run = Path(summary["run_dir"])
+    for name in ("curves.png", "boundary.png"):
+        assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
