@@ -149,13 +149,12 @@ def build_loss(config: cfg.ExperimentConfig) -> Loss:
     return LOSSES[config.loss]()
 
 
-def build_optimizer(config: cfg.ExperimentConfig, model: Sequential) -> Optimizer:
+def build_optimizer(config: cfg.ExperimentConfig, params: list[np.ndarray], grads: list[np.ndarray]) -> Optimizer:
     options = config.optimizer.model_dump()
     name = options.pop("name")
     if "betas" in options:
         options["betas"] = tuple(options["betas"])
-    named = model.named_params()
-    return OPTIMIZERS[name]([p for _, p, _ in named], [g for _, _, g in named], **options)
+    return OPTIMIZERS[name](params, grads, **options)
 
 
 def build_schedule(config: cfg.ExperimentConfig) -> schedules.Schedule:

@@ -291,10 +291,11 @@ class Trainer:
         self.stop_signal: int | None = None
         if config.is_classic:
             return
-        self.optimizer = build.build_optimizer(config, self.model)
+        params, grads = self.model.flatten_parameters()  # one vector each: a few NumPy calls per update
+        self.optimizer = build.build_optimizer(config, [params], [grads])
         self.schedule = build.build_schedule(config)
         self.weights, self.weight_grads = build.regularized_weights(self.model)
-        self.grads = [g for _, _, g in self.model.named_params()]
+        self.grads = [grads]
         self.has_batchnorm = any(isinstance(layer, BatchNorm) for layer in self.model.layers)
         self.dropout_rng = next((layer.rng for layer in self.model.layers if isinstance(layer, Dropout)), None)
         stopping = config.training.early_stopping
@@ -404,7 +405,7 @@ class Trainer:
         batch_loss = self.head.loss.forward(output, tb)
         if not math.isfinite(batch_loss):
             return output, batch_loss
-        self.model.backward(self.head.loss.backward())
+        self.model.backward(self.head.loss.backward(), input_grad=False)
         penalty = self.config.model.regularization
         if penalty.l1 or penalty.l2:
             add_penalty_gradient(self.weights, self.weight_grads, penalty.l1, penalty.l2)

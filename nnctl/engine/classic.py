@@ -22,7 +22,7 @@ class Threshold(Layer):
     def forward(self, x, training=False):
         return (x @ self.buffers["weight"] - self.buffers["threshold"] >= 0).astype(x.dtype)
 
-    def backward(self, grad_y):
+    def backward(self, grad_y, input_grad=True):
         raise RuntimeError("threshold units have no gradient; they are not trained by backpropagation")
 
 

@@ -4,7 +4,8 @@ A layer has
 - ``params``: trainable arrays by name, and ``grads``: their gradients, same names and shapes,
   filled by ``backward``;
 - ``buffers``: arrays that are state but not trained (batch norm's running statistics);
-- ``forward(x, training)`` and ``backward(grad_y) -> grad_x``.
+- ``forward(x, training)`` and ``backward(grad_y, input_grad=True) -> grad_x``; with ``input_grad=False``
+  (the first trainable layer, whose input is the data) only the parameter gradients are computed.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ class Layer:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, grad_y: np.ndarray) -> np.ndarray:
+    def backward(self, grad_y: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         raise NotImplementedError
 
     def _add_param(self, name: str, value: np.ndarray) -> None:
@@ -52,12 +53,12 @@ class Dense(Layer):
         self._cache = (x, z, y)
         return y
 
-    def backward(self, grad_y):
+    def backward(self, grad_y, input_grad=True):
         x, z, y = self._cache
         g = self.activation.backward(z, y, grad_y)
         np.matmul(x.T, g, out=self.grads["weight"])
         np.sum(g, axis=0, out=self.grads["bias"])
-        return g @ self.params["weight"].T
+        return g @ self.params["weight"].T if input_grad else None
 
 
 class ActivationLayer(Layer):
@@ -72,7 +73,7 @@ class ActivationLayer(Layer):
         self._cache = (x, y)
         return y
 
-    def backward(self, grad_y):
+    def backward(self, grad_y, input_grad=True):
         x, y = self._cache
         return self.activation.backward(x, y, grad_y)
 
@@ -97,14 +98,14 @@ class Maxout(Layer):
         self._cache = (x, winner, z.shape)
         return np.take_along_axis(z, winner[..., None], axis=2)[..., 0]
 
-    def backward(self, grad_y):
+    def backward(self, grad_y, input_grad=True):
         x, winner, shape = self._cache
         grad_z = np.zeros(shape, dtype=grad_y.dtype)
         np.put_along_axis(grad_z, winner[..., None], grad_y[..., None], axis=2)
         grad_z = grad_z.reshape(len(x), -1)
         np.matmul(x.T, grad_z, out=self.grads["weight"])
         np.sum(grad_z, axis=0, out=self.grads["bias"])
-        return grad_z @ self.params["weight"].T
+        return grad_z @ self.params["weight"].T if input_grad else None
 
 
 class Dropout(Layer):
@@ -125,7 +126,7 @@ class Dropout(Layer):
         self._mask = keep.astype(x.dtype) / x.dtype.type(1 - self.rate)
         return x * self._mask
 
-    def backward(self, grad_y):
+    def backward(self, grad_y, input_grad=True):
         return grad_y if self._mask is None else grad_y * self._mask
 
 
@@ -166,10 +167,12 @@ class BatchNorm(Layer):
         self._cache = (x_hat, inv_std, training)
         return self.params["gamma"] * x_hat + self.params["beta"]
 
-    def backward(self, grad_y):
+    def backward(self, grad_y, input_grad=True):
         x_hat, inv_std, training = self._cache
         np.sum(grad_y * x_hat, axis=0, out=self.grads["gamma"])
         np.sum(grad_y, axis=0, out=self.grads["beta"])
+        if not input_grad:
+            return None
         grad_x_hat = grad_y * self.params["gamma"]
         if not training:
             return grad_x_hat * inv_std

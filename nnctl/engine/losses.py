@@ -40,14 +40,14 @@ class SoftmaxCrossEntropy(Loss):
     def forward(self, logits, target):
         log_p = log_softmax(logits)
         rows = np.arange(len(target))
-        self._cache = (log_p, target)
+        self._cache = (log_p, rows, target)
         return float(-log_p[rows, target].mean())
 
     def backward(self):
-        log_p, target = self._cache
-        grad = np.exp(log_p)
-        grad[np.arange(len(target)), target] -= 1
-        grad /= len(target)
+        log_p, rows, target = self._cache
+        grad = np.exp(log_p, out=log_p)  # softmax, in place: the cache is used once
+        grad[rows, target] -= 1
+        grad *= grad.dtype.type(1 / len(target))
         return grad
 
 
