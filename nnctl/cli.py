@@ -381,5 +381,34 @@ def runs_compare(
         console.print_comparison(comparison)
 
 
+@app.command("playground")
+@report_errors
+def playground(
+    dataset: str = typer.Option("spiral", "--dataset", help="circle, xor, gauss, spiral, reg-plane or reg-gauss."),
+    noise: float = typer.Option(0.0, "--noise", help="The Playground's noise, 0 to 0.5."),
+    layers: str = typer.Option("8,8", "--layers", help="Units of the hidden layers, e.g. 4,2 ('none': no hidden layer)."),
+    activation: str = typer.Option("tanh", "--activation", help="Hidden layers: tanh, relu, sigmoid, linear (or any nnctl activation)."),
+    lr: float = typer.Option(0.03, "--lr", help="Learning rate of SGD (+/- move it along the Playground's ladder)."),
+    batch_size: int = typer.Option(10, "--batch-size", help="Rows per minibatch."),
+    features: str = typer.Option("x1,x2", "--features", help="Inputs: x1, x2, x1_sq, x2_sq, x1_x2, sin_x1, sin_x2, comma-separated."),
+    regularization: str = typer.Option("none", "--regularization", help="none, l1 or l2."),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Regularization rate (default 0.001 with l1/l2)."),
+    momentum: float = typer.Option(0.0, "--momentum", help="SGD momentum (the Playground has none)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the data, the split, the weights and the shuffling (r: seed + 1)."),
+    save: Optional[Path] = typer.Option(None, "--save", help="Write the equivalent experiment config (for nnctl train) here at the end."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="training.epochs of the saved config (default: the epochs trained)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Print N frames as plain text and exit (the default without a terminal)."),
+    epochs_per_frame: Optional[int] = typer.Option(None, "--epochs-per-frame", help="Epochs between frames (default 25 plain, 5 live)."),
+):
+    """The TensorFlow Playground in the terminal: train live, watch the decision boundary; keys change the settings."""
+    from nnctl import playground as pg
+
+    options = pg.make_options(
+        dataset=dataset, noise=noise, layers=layers, activation=activation, lr=lr, batch_size=batch_size,
+        features=features, regularization=regularization, rate=rate, seed=seed, momentum=momentum, epochs=epochs,
+    )  # fmt: skip
+    pg.run_playground(options, frames=frames, epochs_per_frame=epochs_per_frame, save=save)
+
+
 def main() -> None:
     app()
