@@ -476,13 +476,7 @@ class Trainer:
             arrays["progress/order"] = state.progress.order
             progress = {k: v for k, v in asdict(state.progress).items() if k != "order"}
         meta = {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "nnctl_version": nnctl.__version__,
-            "epoch": state.epoch,
-            **self.data_description,
-            "normalize": self.preprocessor.kind,
-            "config": self.config.to_dict(),
+            **self.checkpoint_meta(state.epoch),
             "train_state": {
                 "lr_scale": state.lr_scale,
                 "rollbacks": state.rollbacks,
@@ -586,18 +580,22 @@ class Trainer:
         return RunResult(self.run.path, "completed", summary)
 
     def save_model_only(self, which: str) -> None:
+        """A checkpoint with the model and its preprocessing, for models without a training state."""
         arrays = {f"model/{name}": value for name, value in self.model.state_dict().items()}
         arrays.update({f"preprocess/{name}": value for name, value in self.preprocessor.arrays.items()})
-        meta = {
+        save_checkpoint(self.run.checkpoint(which), arrays, self.checkpoint_meta(self.state.epoch))
+
+    def checkpoint_meta(self, epoch: int) -> dict:
+        """What every checkpoint says about itself: format, epoch, inputs and outputs, the whole config."""
+        return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
             "nnctl_version": nnctl.__version__,
-            "epoch": self.state.epoch,
+            "epoch": epoch,
             **self.data_description,
             "normalize": self.preprocessor.kind,
             "config": self.config.to_dict(),
         }
-        save_checkpoint(self.run.checkpoint(which), arrays, meta)
 
 
 class PerceptronTrainer(Trainer):
