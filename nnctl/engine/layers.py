@@ -57,7 +57,7 @@ class Dense(Layer):
         x, z, y = self._cache
         g = self.activation.backward(z, y, grad_y)
         np.matmul(x.T, g, out=self.grads["weight"])
-        np.sum(g, axis=0, out=self.grads["bias"])
+        np.add.reduce(g, axis=0, out=self.grads["bias"])
         return g @ self.params["weight"].T if input_grad else None
 
 
@@ -104,7 +104,7 @@ class Maxout(Layer):
         np.put_along_axis(grad_z, winner[..., None], grad_y[..., None], axis=2)
         grad_z = grad_z.reshape(len(x), -1)
         np.matmul(x.T, grad_z, out=self.grads["weight"])
-        np.sum(grad_z, axis=0, out=self.grads["bias"])
+        np.add.reduce(grad_z, axis=0, out=self.grads["bias"])
         return grad_z @ self.params["weight"].T if input_grad else None
 
 
@@ -169,8 +169,8 @@ class BatchNorm(Layer):
 
     def backward(self, grad_y, input_grad=True):
         x_hat, inv_std, training = self._cache
-        np.sum(grad_y * x_hat, axis=0, out=self.grads["gamma"])
-        np.sum(grad_y, axis=0, out=self.grads["beta"])
+        np.add.reduce(grad_y * x_hat, axis=0, out=self.grads["gamma"])
+        np.add.reduce(grad_y, axis=0, out=self.grads["beta"])
         if not input_grad:
             return None
         grad_x_hat = grad_y * self.params["gamma"]
