@@ -86,6 +86,18 @@ def count_parameters(model: cfg.ModelConfig, n_features: int) -> int:
     return total
 
 
+def largest_layer_product(model: cfg.ModelConfig, n_features: int) -> int:
+    """fan_in x fan_out of the widest dense or maxout layer (0 for threshold models)."""
+    if not isinstance(model, cfg.MLPModel):
+        return 0
+    largest, width = 0, n_features
+    for layer in model.layers:
+        if isinstance(layer, (cfg.DenseLayer, cfg.MaxoutLayer)):
+            pieces = getattr(layer, "pieces", 1)
+            largest, width = max(largest, width * layer.units * pieces), layer.units
+    return largest
+
+
 def check_model_size(loaded: LoadedConfig, n_features: int) -> None:
     problem = resources.check_fits(
         count_parameters(loaded.config.model, n_features) * resources.BYTES_PER_PARAMETER, "training this model"

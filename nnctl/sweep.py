@@ -195,7 +195,8 @@ class Trial:
 
     @property
     def overrides(self) -> list[str]:
-        return [f"{key}={json.dumps(value)}" for key, value in self.params.items()] + [f"seed={self.seed}"]
+        # one BLAS thread per trial: workers x threads <= cores, and the same numbers on any executor
+        return [f"{key}={json.dumps(value)}" for key, value in self.params.items()] + [f"seed={self.seed}", "training.threads=1"]
 
     @property
     def id(self) -> str:

@@ -16,6 +16,7 @@ the ``TrainState`` that checkpoints hold, so a resumed run is bit-identical to o
 from __future__ import annotations
 
 import math
+import os
 import platform
 import signal
 import sys
@@ -51,6 +52,8 @@ from nnctl.runs import (
 from nnctl.seeding import generator
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+#: training data up to this size is shuffled into one new copy per epoch; larger data batch by batch
+EPOCH_GATHER_BYTES = 64 * 2**20
 
 
 class Reporter:
@@ -107,7 +110,9 @@ def run_training(
         versions={"nnctl": nnctl.__version__, "numpy": np.__version__, "python": platform.python_version()},
     )
     trainer_class = PerceptronTrainer if isinstance(config.model, PerceptronModel) else Trainer
-    return _run(trainer_class(loaded, data, run, reporter or Reporter()), run)
+    trainer = trainer_class(loaded, data, run, reporter or Reporter())
+    run.update_run_info(blas_threads=trainer.threads)
+    return _run(trainer, run)
 
 
 def resume_training(loaded: LoadedConfig, run: RunFolder, reporter: Reporter | None = None, command=None) -> RunResult:
@@ -128,16 +133,27 @@ def resume_training(loaded: LoadedConfig, run: RunFolder, reporter: Reporter | N
     run.rewrite_metrics(rows)  # rows written after the checkpoint are recomputed, never duplicated
     trainer.rows = rows
     info = run.update_run_info()
+    trainer.threads = info.get("blas_threads", trainer.threads)  # the run's own count: the same numbers
     resumes = info.get("resumes", []) + [{"at": now(), "from_epoch": trainer.state.epoch, "command": command or sys.argv}]
     run.update_run_info(status="running", resumes=resumes)
     run.config_path.write_text(config.to_yaml(), encoding="utf-8")
     return _run(trainer, run)
 
 
-def blas_threads(config) -> int:
-    """``training.threads``; auto is 1: on the small matrices nnctl trains, a second BLAS thread costs more
-    in synchronisation than it gains (see benchmarks/ and the README's Performance section)."""
-    return 1 if config.training.threads == "auto" else config.training.threads
+#: multiply-adds in the largest layer's product per batch above which ``threads: auto`` uses every core
+AUTO_THREADS_WORK = 1_000_000
+
+
+def blas_threads(config, n_features: int) -> int:
+    """``training.threads``, with auto resolved from the machine and the model, never from a timing: BLAS
+    results differ in the last bits between thread counts, so the choice must be the same every time for
+    a run to be reproducible.  Auto is every core when the largest layer multiplies at least
+    AUTO_THREADS_WORK numbers per batch (an MNIST-size layer), else 1: a Playground-size product is too
+    small to split (measured in benchmarks/)."""
+    if config.training.threads != "auto":
+        return config.training.threads
+    work = config.training.batch_size * build.largest_layer_product(config.model, n_features)
+    return len(os.sched_getaffinity(0)) if work >= AUTO_THREADS_WORK else 1
 
 
 def _run(trainer: "Trainer", run: RunFolder) -> RunResult:
@@ -146,7 +162,7 @@ def _run(trainer: "Trainer", run: RunFolder) -> RunResult:
     try:
         # overflow is expected when training diverges; the loop detects non-finite losses itself
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), StopOnSignal(trainer), threadpool_limits(
-            blas_threads(trainer.config)
+            trainer.threads
         ):
             result = trainer.fit()
     except BaseException as exc:
@@ -289,6 +305,7 @@ class Trainer:
         self.state = TrainState()
         self.rows: list[dict] = []
         self.stop_signal: int | None = None
+        self.threads = blas_threads(config, data.n_features)
         if config.is_classic:
             return
         params, grads = self.model.flatten_parameters()  # one vector each: a few NumPy calls per update
@@ -364,12 +381,10 @@ class Trainer:
             self.state.progress = EpochProgress(self.state.epoch + 1, order)
         progress = self.state.progress
         lr = self.optimizer.lr = self.schedule.lr(progress.epoch) * self.state.lr_scale
-        x, y = self.train.x[progress.order], self.train.y[progress.order]  # one gather per epoch; batches are views
-        targets = self.head.targets(y)
         started = time.perf_counter()
-        for start in range(progress.next_start, len(x), training.batch_size):
-            stop = start + training.batch_size
-            xb, tb = x[start:stop], targets[start:stop]
+        n = len(progress.order)
+        for start, xb, yb, tb in self.batches(progress.order, progress.next_start):
+            stop = start + len(xb)
             if len(xb) == 1 and self.has_batchnorm:
                 continue  # a batch of one row has no variance to normalize with
             output, batch_loss = self.step(xb, tb)
@@ -380,8 +395,8 @@ class Trainer:
             progress.total_loss += batch_loss * len(xb)
             progress.seen += len(xb)
             if self.task == "classification":
-                progress.correct += int(np.count_nonzero(self.head.predict(output) == y[start:stop]))
-            if self.stop_signal is not None and stop < len(x):
+                progress.correct += int(np.count_nonzero(self.head.predict(output) == yb))
+            if self.stop_signal is not None and stop < n:
                 progress.seconds += time.perf_counter() - started
                 raise Interrupted
         progress.seconds += time.perf_counter() - started
@@ -396,6 +411,24 @@ class Trainer:
             row["rollbacks"] = len(self.state.rollbacks)
         row["train_seconds"] = progress.seconds
         return row
+
+    def batches(self, order: np.ndarray, first: int):
+        """(start, x, y, loss targets) of each minibatch in ``order`` from row ``first``.  Small data is gathered
+        once per epoch and batches are views of it; data over ``EPOCH_GATHER_BYTES`` is gathered batch by
+        batch, so training never holds a second copy of a large dataset.  Both give the same numbers."""
+        batch_size = self.config.training.batch_size
+        x_all, y_all = self.train.x, self.train.y
+        if x_all.nbytes <= EPOCH_GATHER_BYTES:
+            x, y = x_all[order], y_all[order]
+            targets = self.head.targets(y)
+            for start in range(first, len(order), batch_size):
+                stop = start + batch_size
+                yield start, x[start:stop], y[start:stop], targets[start:stop]
+        else:
+            for start in range(first, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                yb = y_all[rows]
+                yield start, x_all[rows], yb, self.head.targets(yb)
 
     def step(self, xb: np.ndarray, tb: np.ndarray) -> tuple[np.ndarray, float]:
         """forward -> loss -> backward -> (penalty gradient, clipping) -> optimizer step."""

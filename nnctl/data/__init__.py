@@ -116,7 +116,11 @@ def load_mnist(spec: ImageData, seed: int) -> Dataset:
         train_x, train_y = train_x[keep], train_y[keep]
     test_x, test_y = arrays["test_images"][: spec.test_samples], arrays["test_labels"][: spec.test_samples].astype(np.int64)
     image_shape = train_x.shape[1:]
-    flat = lambda images: images.reshape(len(images), -1).astype(np.float32) / 255.0  # noqa: E731
+    def flat(images):
+        pixels = images.reshape(len(images), -1).astype(np.float32)
+        pixels /= 255.0  # in place: one float copy of the images, not two
+        return pixels
+
     train, val, _ = split_rows(flat(train_x), train_y, 0.0, spec.val_fraction, generator(seed, "split"))
     names = [f"pixel{i}" for i in range(int(np.prod(image_shape)))]
     class_names = FASHION_CLASSES if spec.dataset == "fashion-mnist" else [str(d) for d in range(10)]
@@ -199,8 +203,12 @@ def class_name(value) -> str:
 
 
 def split_rows(x, y, test_fraction: float, val_fraction: float, rng: np.random.Generator):
-    """Shuffle the rows, then cut test, validation and training parts (None where a part is empty)."""
+    """Shuffle the rows, then cut test, validation and training parts (None where a part is empty).
+    With no test and no validation part, the training part is the data itself (training shuffles it
+    anyway), which saves a copy of a large dataset."""
     n = len(x)
+    if round(test_fraction * n) == 0 and round(val_fraction * n) == 0:
+        return Split(x, y), None, None
     order = rng.permutation(n)
     n_test = int(round(test_fraction * n))
     n_val = int(round(val_fraction * n))

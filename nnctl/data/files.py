@@ -127,7 +127,7 @@ def read_npz(path: str | Path, x_key: str, y_key: str | None) -> Table:
             raise NnctlError(f"{path}: array {y_key!r} has shape {y.shape}; expected one target per row")
         if len(y) != len(x):
             raise NnctlError(f"{path}: {x_key!r} has {len(x)} rows but {y_key!r} has {len(y)}")
-    x = x.astype(np.float32)
+    x = x.astype(np.float32, copy=False)
     check_finite(x.reshape(len(x), -1), f"{path}: array {x_key!r}")
     names = [f"x{i}" for i in range(int(np.prod(x.shape[1:])))]
     return Table(x, y if y is not None else np.array([]), names)

@@ -32,9 +32,9 @@ class Preprocessor:
 
 
 def fit_preprocessor(kind: str, x: np.ndarray) -> Preprocessor:
-    x64 = x.astype(np.float64)
     if kind == "none":
         return Preprocessor(kind, {})
+    x64 = x.astype(np.float64)
     if kind == "standard":
         std = x64.std(axis=0)
         arrays = {"shift": x64.mean(axis=0), "scale": 1 / np.where(std > 0, std, 1)}

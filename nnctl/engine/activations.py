@@ -15,6 +15,11 @@ class Activation:
     """Base class: the identity, f(x) = x."""
 
     name = "identity"
+    #: ``forward_(z)`` may overwrite z with f(z): backward then needs only y (a dense layer's own buffer)
+    inplace = False
+
+    def forward_(self, z: np.ndarray) -> np.ndarray:
+        return self.forward(z)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return x
@@ -46,9 +51,13 @@ class Tanh(Activation):
     """tanh(x); tanh'(x) = 1 - tanh(x)^2."""
 
     name = "tanh"
+    inplace = True
 
     def forward(self, x):
         return np.tanh(x)
+
+    def forward_(self, z):
+        return np.tanh(z, out=z)
 
     def backward(self, x, y, grad_y):
         return grad_y * (1 - y * y)
@@ -58,12 +67,16 @@ class ReLU(Activation):
     """max(0, x); derivative 1 where x > 0, else 0 (0 at the kink, as PyTorch)."""
 
     name = "relu"
+    inplace = True
 
     def forward(self, x):
         return np.maximum(x, 0)
 
+    def forward_(self, z):
+        return np.maximum(z, 0, out=z)
+
     def backward(self, x, y, grad_y):
-        return grad_y * (x > 0)
+        return grad_y * (y > 0)  # y > 0 exactly where x > 0
 
 
 class LeakyReLU(Activation):

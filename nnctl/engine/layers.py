@@ -49,7 +49,8 @@ class Dense(Layer):
     def forward(self, x, training=False):
         z = x @ self.params["weight"]
         z += self.params["bias"]
-        y = self.activation.forward(z)
+        # tanh and relu overwrite z (their derivatives need only y): one array less per layer and step
+        y = self.activation.forward_(z)
         self._cache = (x, z, y)
         return y
 

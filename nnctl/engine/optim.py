@@ -39,6 +39,14 @@ class Optimizer:
     def update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
 
+    def scratch(self, param: np.ndarray) -> np.ndarray:
+        """A work array shaped like ``param``, kept between steps (not state: it holds nothing to resume)."""
+        buffers = self.__dict__.setdefault("_scratch", {})
+        buffer = buffers.get(id(param))
+        if buffer is None or buffer.shape != param.shape:
+            buffer = buffers[id(param)] = np.empty_like(param)
+        return buffer
+
     def state_dict(self) -> dict[str, np.ndarray]:
         arrays = {"steps": np.array(self.steps, dtype=np.int64)}
         for i, state in enumerate(self.state):
@@ -70,8 +78,9 @@ class SGD(Optimizer):
 
     def update(self, param, grad, state):
         lr = param.dtype.type(self.lr)
+        step = self.scratch(param)  # lr * direction, computed into a reused buffer
         if not self.momentum:
-            param -= lr * grad
+            param -= np.multiply(grad, lr, out=step)
             return
         velocity = state["momentum_buffer"]
         rho = param.dtype.type(self.momentum)
@@ -80,7 +89,13 @@ class SGD(Optimizer):
         else:
             velocity *= rho
             velocity += grad
-        param -= lr * (grad + rho * velocity if self.nesterov else velocity)
+        if self.nesterov:
+            np.multiply(velocity, rho, out=step)
+            step += grad
+            step *= lr
+        else:
+            np.multiply(velocity, lr, out=step)
+        param -= step
 
 
 class Adam(Optimizer):
