@@ -765,7 +765,3 @@ def _data_path(loc: tuple, data: Any, keep_missing_key: bool) -> KeyPath:
 def _dotted(path: KeyPath) -> str:
     return ".".join(str(part) for part in path)
 
-
-def read_config_file(path: str | os.PathLike) -> LoadedConfig:
-    """Load a run folder's saved ``config.yaml`` (no overrides)."""
-    return load_config(Path(path))

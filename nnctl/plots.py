@@ -573,12 +573,81 @@ def write_png(path: Path, figure: "Figure", runs: Sequence[RunData]) -> Path:
     return path
 
 
+def sweep_figure(folder: Path, metric: str | None = None) -> "Figure":
+    """A sweep folder: the metric (mean ± std over seeds, from summary.csv) against each swept parameter,
+    one panel per parameter; the points that share the other parameters' values are joined by a line."""
+    import csv
+
+    from nnctl.sweep import load_sweep_dir
+
+    config = load_sweep_dir(folder).config
+    metric = metric or config.metric
+    with open(folder / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rows = [row for row in rows if row.get(f"{metric}_mean")]
+    if not rows:
+        raise NnctlError(f"{folder}: summary.csv has no completed values of {metric!r}")
+    parameters = list(config.parameters)
+    figure = new_figure(4.6 * len(parameters), 3.8)
+    axes = figure.subplots(1, len(parameters), squeeze=False)[0]
+    for ax, parameter in zip(axes, parameters):
+        values = sorted({row[parameter] for row in rows}, key=_sort_key)
+        numeric = all(_is_float(v) for v in values) and config.method != "grid"
+        position = {v: (float(v) if numeric else i) for i, v in enumerate(values)}
+        others = [p for p in parameters if p != parameter]
+        groups: dict[tuple, list[dict]] = {}
+        for row in rows:
+            groups.setdefault(tuple(row[p] for p in others), []).append(row)
+        colors = run_colors(len(groups))
+        for color, (key, members) in zip(colors, sorted(groups.items())):
+            members.sort(key=lambda r: position[r[parameter]])
+            x = [position[r[parameter]] for r in members]
+            y = [float(r[f"{metric}_mean"]) for r in members]
+            err = [float(r[f"{metric}_std"] or 0) for r in members]
+            label = ", ".join(f"{p}={v}" for p, v in zip(others, key)) or None
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=color, label=label, linestyle="-" if len(x) > 1 and config.method == "grid" else "none")
+        if not numeric:
+            ax.set_xticks(range(len(values)), values, rotation=30 if max(len(v) for v in values) > 6 else 0)
+        elif min(float(v) for v in values) > 0 and max(float(v) for v in values) / min(float(v) for v in values) > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel(parameter)
+        ax.set_ylabel(f"{metric} (mean ± std over seeds)")
+        ax.grid(alpha=0.3)
+        if others and len(groups) <= 8:
+            ax.legend(fontsize=7)
+    figure.suptitle(f"sweep {config.name}: {metric} ({config.mode})")
+    return figure
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _sort_key(text: str):
+    return (0, float(text), "") if _is_float(text) else (1, 0.0, text)
+
+
 def plot(paths: Sequence[str | Path], out: str | Path | None = None, metric: str | None = None, kind: str = "auto") -> Path:
     """``nnctl plot``: draw the runs' figure and write it to ``out`` (default: ``<run>/plot.png`` for one
-    run, ``plot.png`` in the current folder for several).  Returns the path written."""
+    run, ``plot.png`` in the current folder for several; ``<sweep>/plot.png`` for a sweep folder).
+    Returns the path written."""
+    from nnctl.sweep import is_sweep_dir
+
     require_matplotlib()
     if out is not None and Path(out).suffix.lower() != ".png":
         raise NnctlError(f"--out: {out}: the figure is written as PNG; give a file name ending in .png")
+    if len(paths) == 1 and is_sweep_dir(paths[0]):
+        folder = Path(paths[0])
+        target = Path(out) if out is not None else folder / "plot.png"
+        try:
+            atomic_write_bytes(target, render_png(sweep_figure(folder, metric)))
+        except OSError as exc:
+            raise NnctlError(f"{target}: cannot write: {exc.strerror or exc}") from None
+        return target
     runs = resolve_runs(paths)
     figure = make_figure(runs, kind, metric)
     target = Path(out) if out is not None else (runs[0].path / "plot.png" if len(runs) == 1 else Path("plot.png"))

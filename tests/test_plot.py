@@ -262,3 +262,25 @@ def test_training_plots_key_writes_the_figures_at_the_end(runs):
     run = Path(summary["run_dir"])
     for name in ("curves.png", "boundary.png"):
         assert (run / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_sweep_folder_plots_the_metric_against_each_parameter(tmp_path):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        f"base: {CONFIGS / 'spiral.yaml'}\nname: tiny\nseeds: [0, 1]\n"
+        "parameters:\n  optimizer.lr: [0.1, 0.03]\n  model.layers.0.activation: [tanh, relu]\n"
+        "overrides: [training.epochs=3]\n"
+    )
+    assert nnctl("sweep", sweep, "--out", tmp_path / "out", "--json").returncode == 0
+    (folder,) = (tmp_path / "out" / "sweeps").iterdir()
+    result = nnctl("plot", folder)
+    assert result.returncode == 0, result.stderr
+    png = folder / "plot.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from nnctl.plots import sweep_figure
+
+    figure = sweep_figure(folder)
+    axes = figure.axes
+    assert [ax.get_xlabel() for ax in axes] == ["optimizer.lr", "model.layers.0.activation"]
+    assert all("test_accuracy" in ax.get_ylabel() for ax in axes)
+    assert all(len(ax.get_legend().get_texts()) == 2 for ax in axes)  # one line per value of the other parameter
