@@ -43,6 +43,10 @@ def report_errors(command):
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
+        except OSError as exc:  # a full disk, a read-only folder: the file and the reason, not a traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+            raise typer.Exit(1) from None
 
     return wrapper
 
@@ -192,7 +196,7 @@ def gradcheck_command(
     config: Path = typer.Argument(..., help="The experiment's YAML file."),
     set_: Optional[List[str]] = SetOption,
     threshold: float = typer.Option(1e-6, "--threshold", help="Largest relative error that passes."),
-    batch: int = typer.Option(8, "--batch", help="Rows of training data to check on."),
+    batch: int = typer.Option(8, "--batch", min=2, help="Rows of training data to check on (at least 2, for batch norm)."),
 ):
     """Check every parameter's backpropagated gradient against finite differences (float64)."""
     from rich.console import Console
@@ -233,6 +237,8 @@ def predict_command(
 
     if not input_file.is_file():
         raise NnctlError(f"{input_file}: file not found")
+    if out is not None and out.exists() and out.resolve() == input_file.resolve():
+        raise NnctlError(f"--out {out}: is the input file; refusing to overwrite it")
     restored = restore(run)
     predictions = predict(restored, input_file, with_proba=proba, target=target)
     text = to_csv(predictions, restored.meta.get("class_names") or [])
@@ -323,6 +329,8 @@ def sweep(
     if executor not in (None, "local", "dask"):
         raise NnctlError(f"--executor: {executor!r} is not allowed; allowed: local, dask")
     if resume_dir is not None:
+        if set_ or param:
+            raise NnctlError("--resume continues a sweep as it was defined: --set and -p cannot change it")
         spec = sweeps.load_sweep_dir(resume_dir)
     elif param:
         spec = sweeps.one_line_sweep(file, param, seeds, set_ or [], metric)

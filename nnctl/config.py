@@ -157,7 +157,10 @@ class FunctionData(DataCommon, SplitFractions):
 
     dataset: Literal["function"]
     fn: Literal[FUNCTIONS]  # type: ignore[valid-type]
-    range: tuple[float, float] = (-3.14159, 3.14159)
+    range: tuple[Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)], Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]] = (
+        -3.14159,
+        3.14159,
+    )
     samples: PositiveInt = 256
     noise: NonNegativeFloat = Field(0.0, description="std of Gaussian noise added to the targets")
     test_fraction: Fraction = 0.25

@@ -582,6 +582,8 @@ def sweep_figure(folder: Path, metric: str | None = None) -> "Figure":
 
     config = load_sweep_dir(folder).config
     metric = metric or config.metric
+    if not (folder / "summary.csv").is_file():
+        raise NnctlError(f"{folder}: no summary.csv yet (the sweep did not finish); continue it with nnctl sweep --resume")
     with open(folder / "summary.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     rows = [row for row in rows if row.get(f"{metric}_mean")]

@@ -33,21 +33,26 @@ def read_inputs(restored: Restored, path: Path, target: str | None) -> tuple[np.
     if path.suffix.lower() == ".npz":
         data = restored.loaded.config.data
         x_key = getattr(data, "x", "x")
+        if not files.is_zip(path):
+            raise NnctlError(f"{path}: not a valid .npz file (an .npz is a zip archive of .npy arrays)")
         with np.load(path, allow_pickle=False) as npz:
             y_key = next((name for name in (target, getattr(data, "y", None), *TARGET_NAMES) if name in npz.files), None)
         table = files.read_npz(path, x_key, y_key)
         x, y = table.x.reshape(len(table.x), -1), (table.y if y_key else None)
+        if meta.get("playground_features") is not None and x.shape[1] == 2:  # raw points (x1, x2)
+            x = playground.make_features(x.astype(np.float64), meta["playground_features"])
     else:
         columns = meta["input_columns"]
+        delimiter = getattr(restored.loaded.config.data, "delimiter", ",")
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            header = [name.strip() for name in next(csv.reader(handle), [])]
+            header = [name.strip() for name in next(csv.reader(handle, delimiter=delimiter), [])]
         missing = [name for name in columns if name not in header]
         if missing:
             raise NnctlError(
                 f"{path}: missing column(s) {', '.join(map(repr, missing))}; the model reads {', '.join(columns)} (got {', '.join(header) or 'no header'})"
             )
         target = next((name for name in (target, *TARGET_NAMES) if name in header), None)
-        table = files.read_csv(path, target, columns)
+        table = files.read_csv(path, target, columns, delimiter)
         x, y = table.x, (table.y if target else None)
         if meta.get("playground_features") is not None:
             x = playground.make_features(x.astype(np.float64), meta["playground_features"])

@@ -30,7 +30,11 @@ def list_runs(folder: Path) -> list[dict]:
     candidates = [folder] if is_run_dir(folder) else sorted(p for p in folder.iterdir() if is_run_dir(p))
     entries = []
     for path in candidates:
-        run = read_run(path)
+        try:
+            run = read_run(path)
+        except (OSError, ValueError, yaml.YAMLError) as exc:  # a run being written, or damaged
+            entries.append({"run_dir": str(path), "status": f"unreadable ({type(exc).__name__})", "config": {}, "metrics": {}})
+            continue
         run["config"] = {key: run["config"].get(key) for key in KEY_COLUMNS if key in run["config"]}
         entries.append(run)
     return entries

@@ -3,15 +3,17 @@
 A run folder holds::
 
     config.yaml          the resolved config (every default filled in, overrides applied)
-    run.json             status (running, completed, diverged, failed, interrupted), times, command, versions
+    run.json             status (running, completed, diverged, converged, not_converged, failed, interrupted),
+                         times, command, versions, BLAS threads, resumes and rollbacks
     metrics.jsonl        one JSON object per epoch
     metrics.csv          the same rows as CSV
     checkpoints/last.npz the weights after the last checkpointed epoch
-    checkpoints/best.npz the weights with the lowest validation loss (when there is validation data)
+    checkpoints/best.npz the best weights by the monitored metric (val_loss, or early_stopping.monitor)
     summary.json         final test metrics, best epoch, epochs run, training time
 
-Every file is written atomically: to a temporary file in the same folder, flushed and fsynced, then
-moved over the old one with ``os.replace``; a crash leaves either the old or the new version.
+Checkpoints, config.yaml, run.json and summary.json are written atomically: to a temporary file in the
+same folder, flushed and fsynced, then moved over the old one with ``os.replace``; a crash leaves either
+the old or the new version.  The metrics files are append-only logs.
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ from nnctl.config import (
     validate_section,
 )
 from nnctl.errors import ConfigError, NnctlError
-from nnctl.runs import atomic_write_text, create_run_dir, read_json
+from nnctl.runs import atomic_write_text, create_run_dir
 from nnctl.yamlio import Locations, read_yaml
 
 # ------------------------------------------------------------------------------------------ the file
@@ -131,7 +131,10 @@ def one_line_sweep(base: Path, params: list[str], seeds: str | None, overrides: 
         key, sep, values = spec.partition("=")
         if not sep or not key or not values:
             raise NnctlError(f"-p {spec}: expected key.path=value1,value2,... e.g. -p optimizer.lr=0.1,0.03")
-        parameters[key] = [yaml.safe_load(v) for v in values.split(",")]
+        try:
+            parameters[key] = [yaml.safe_load(v) for v in values.split(",")]
+        except yaml.YAMLError:
+            raise NnctlError(f"-p {spec}: a value is not valid YAML; separate plain values with commas") from None
     if not parameters:
         raise NnctlError(f"{base}: an experiment config needs -p key.path=v1,v2,... to sweep over (or give a sweep file)")
     try:
@@ -337,8 +340,10 @@ class LocalExecutor:
             jobs = iter(jobs)
 
             def submit_next() -> bool:
+                if stop():
+                    return False
                 job = next(jobs, None)
-                if job is None or stop():
+                if job is None:
                     return False
                 trial, base_path, overrides, run_dir, on_start = job
                 pending[pool.submit(run_trial, base_path, overrides, run_dir, False, on_start)] = trial
@@ -441,6 +446,8 @@ def run_sweep(
         if fail_fast and outcome["status"] not in ("completed", "pruned"):
             stopping.set()
 
+    if config.method == "tpe" and executor_type == "dask":
+        raise NnctlError("method tpe runs its trials with the local executor (it prunes them as they train); use grid or random on Dask")
     if config.method == "tpe":
         from nnctl.sweep_tpe import run_tpe
 

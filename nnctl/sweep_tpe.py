@@ -141,7 +141,7 @@ def run_tpe(sweep, folder: Path, ledger, previous: dict, workers: int, on_done, 
             outcome = run_trial(str(sweep.base_path), overrides, str(run_dir), False, watch)
             if watch is not None:
                 watch.join()
-            if watch is not None and watch.pruned:
+            if watch is not None and watch.pruned and outcome["status"] != "completed":  # not if it finished first
                 outcome = {**outcome, "status": "pruned", "error": f"pruned by the median rule on {metric_for_pruning}"}
             on_done(trial, outcome)
             if outcome["status"] != "completed":

@@ -44,8 +44,10 @@ from nnctl.runs import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     RunFolder,
+    atomic_write_text,
     create_exact_run_dir,
     create_run_dir,
+    read_json,
     save_checkpoint,
     write_json,
 )
@@ -101,7 +103,7 @@ def run_training(
     build.check_model_fits_data(loaded, data)
     build.check_model_size(loaded, data.n_features)
     run = RunFolder(create_run_dir(out_dir, config.name) if run_dir is None else create_exact_run_dir(run_dir))
-    run.config_path.write_text(config.to_yaml(), encoding="utf-8")
+    atomic_write_text(run.config_path, config.to_yaml())
     run.update_run_info(
         status="running",
         started=now(),
@@ -127,6 +129,9 @@ def resume_training(loaded: LoadedConfig, run: RunFolder, reporter: Reporter | N
     arrays, meta = load_checkpoint(run.checkpoint("last"))
     trainer = Trainer(loaded, data, run, reporter or Reporter())
     trainer.load_checkpoint_state(arrays, meta)
+    summary = read_json(run.summary_path) if run.summary_path.exists() else {}
+    if str(summary.get("stop_reason", "")).startswith("early stopping"):
+        raise NnctlError(f"{run.path}: the run ended by early stopping ({summary['stop_reason']}); there is nothing to resume")
     if trainer.state.epoch >= config.training.epochs and trainer.state.progress is None:
         raise NnctlError(f"{run.path}: the run already finished its {config.training.epochs} epochs; raise training.epochs to train longer")
     rows = [row for row in run.read_metrics() if row["epoch"] <= trainer.state.epoch]
@@ -136,7 +141,7 @@ def resume_training(loaded: LoadedConfig, run: RunFolder, reporter: Reporter | N
     trainer.threads = info.get("blas_threads", trainer.threads)  # the run's own count: the same numbers
     resumes = info.get("resumes", []) + [{"at": now(), "from_epoch": trainer.state.epoch, "command": command or sys.argv}]
     run.update_run_info(status="running", resumes=resumes)
-    run.config_path.write_text(config.to_yaml(), encoding="utf-8")
+    atomic_write_text(run.config_path, config.to_yaml())
     return _run(trainer, run)
 
 
@@ -153,7 +158,8 @@ def blas_threads(config, n_features: int) -> int:
     if config.training.threads != "auto":
         return config.training.threads
     work = config.training.batch_size * build.largest_layer_product(config.model, n_features)
-    return len(os.sched_getaffinity(0)) if work >= AUTO_THREADS_WORK else 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores if work >= AUTO_THREADS_WORK else 1
 
 
 def _run(trainer: "Trainer", run: RunFolder) -> RunResult:
@@ -165,6 +171,10 @@ def _run(trainer: "Trainer", run: RunFolder) -> RunResult:
             trainer.threads
         ):
             result = trainer.fit()
+        if trainer.config.training.plots and result.status != "interrupted":
+            from nnctl.plots import write_run_plots
+
+            write_run_plots(run.path)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         try:
@@ -172,10 +182,6 @@ def _run(trainer: "Trainer", run: RunFolder) -> RunResult:
         except OSError:
             pass  # e.g. the disk is full: the original error is the one to report
         raise
-    if trainer.config.training.plots and result.status != "interrupted":
-        from nnctl.plots import write_run_plots
-
-        write_run_plots(run.path)
     run.update_run_info(status=result.status, ended=now(), **({"message": result.message} if result.message else {}))
     return result
 
@@ -339,7 +345,8 @@ class Trainer:
                     row = self.train_epoch()
                 except Interrupted:
                     return self.interrupted()
-                if not all(math.isfinite(v) for k, v in row.items() if k.endswith("loss")):
+                finite = all(math.isfinite(v) for k, v in row.items() if k.endswith("loss"))
+                if not finite or not np.isfinite(self.optimizer.params[0]).all():  # the last step may overflow
                     if training.on_nonfinite == "rollback" and len(self.state.rollbacks) < training.max_rollbacks:
                         self.roll_back(last_good, row["epoch"])
                         continue

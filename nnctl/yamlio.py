@@ -76,6 +76,8 @@ def parse_yaml(text: str, source: str) -> tuple[Any, Locations]:
         raise NnctlError(f"{where}: invalid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         raise NnctlError(f"{source}: invalid YAML: {exc}") from None
+    except RecursionError:
+        raise NnctlError(f"{source}: the document is nested too deeply; refused") from None
     finally:
         if loader is not None:
             loader.dispose()

@@ -181,7 +181,7 @@ metric: test_accuracy
 parameters:
   optimizer.lr: {distribution: loguniform, low: 0.0005, high: 0.5}
   model.layers.0.units: [4, 16]
-overrides: [training.epochs=30, data.val_fraction=0.2]
+overrides: [training.epochs=300, data.val_fraction=0.2]
 """
     path = write_sweep(tmp_path, body)
     result = nnctl("sweep", path, "--out", tmp_path / "out", "--workers", "2", "--json")
@@ -194,7 +194,7 @@ overrides: [training.epochs=30, data.val_fraction=0.2]
         assert 0.0005 <= event["params"]["optimizer.lr"] <= 0.5
         if event["event"] == "pruned":
             rows = read_jsonl(folder / event["run_dir"] / "metrics.jsonl")
-            assert 0 < len(rows) < 30  # stopped early
+            assert 0 < len(rows) < 300  # stopped early
     (folder / "sweep.yaml").write_text((folder / "sweep.yaml").read_text().replace("trials: 6", "trials: 8"))
     resumed = nnctl("sweep", path, "--resume", folder, "--json")
     assert resumed.returncode == 0, resumed.stderr

@@ -61,6 +61,13 @@ class Dataset:
 
 def load_data(loaded: LoadedConfig) -> Dataset:
     """The raw (not yet normalized) splits the config's data section describes."""
+    data = _load(loaded)
+    if getattr(loaded.config.data, "val_fraction", 0) > 0 and data.val is None:
+        raise loaded.error(("data", "val_fraction"), "is too small to hold out a single validation row; raise it or set it to 0")
+    return data
+
+
+def _load(loaded: LoadedConfig) -> Dataset:
     config = loaded.config
     spec = config.data
     seed = config.data_seed()

@@ -27,10 +27,6 @@ class Activation:
     def backward(self, x: np.ndarray, y: np.ndarray, grad_y: np.ndarray) -> np.ndarray:
         return grad_y
 
-    def params(self) -> dict:
-        """Hyperparameters, for the resolved config and the checkpoint metadata."""
-        return {}
-
 
 Identity = Activation
 
@@ -93,9 +89,6 @@ class LeakyReLU(Activation):
     def backward(self, x, y, grad_y):
         return np.where(x > 0, grad_y, grad_y * grad_y.dtype.type(self.slope))
 
-    def params(self):
-        return {"slope": self.slope}
-
 
 class ELU(Activation):
     """x if x > 0 else alpha*(e^x - 1); derivative 1 or alpha*e^x."""
@@ -112,9 +105,6 @@ class ELU(Activation):
     def backward(self, x, y, grad_y):
         alpha = x.dtype.type(self.alpha)
         return np.where(x > 0, grad_y, grad_y * alpha * np.exp(np.minimum(x, 0)))
-
-    def params(self):
-        return {"alpha": self.alpha}
 
 
 class Softplus(Activation):
