@@ -88,7 +88,10 @@ def predict(restored: Restored, path: str | Path, with_proba: bool = False, targ
             truth = [class_name(v) for v in y]
             score = {"accuracy": float(np.mean([p == t for p, t in zip(values, truth)])), "rows": len(values)}
         else:
-            truth = y.astype(np.float64)
+            try:
+                truth = y.astype(np.float64)
+            except ValueError:
+                raise NnctlError(f"{path}: the target column holds text; this model predicts numbers") from None
             score = {"mse": float(np.mean((np.array(values) - truth) ** 2)), "rows": len(values)}
     return Predictions(values, probabilities, score)
 

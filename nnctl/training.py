@@ -176,7 +176,7 @@ def _run(trainer: "Trainer", run: RunFolder) -> RunResult:
 
             write_run_plots(run.path)
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        status = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed"
         try:
             run.update_run_info(status=status, ended=now(), error=str(exc) or type(exc).__name__)
         except OSError:
@@ -196,7 +196,7 @@ class StopOnSignal:
 
     def handle(self, signum, frame):
         if self.trainer.stop_signal is not None:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt if signum == signal.SIGINT else SystemExit(EXIT_SIGNAL[signum])
         self.trainer.stop_signal = signum
 
     def __enter__(self):

@@ -71,6 +71,19 @@ def test_csv_with_text_classes_trains_evaluates_and_predicts(tmp_path, runs):
     assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
 
 
+def test_predict_reads_the_training_delimiter(tmp_path, runs):
+    x, y = blobs(120)
+    rows = [[*map(float, row), label] for row, label in zip(x, y)]
+    with open(tmp_path / "data.csv", "w", newline="") as handle:
+        csv.writer(handle, delimiter=";").writerows([["a", "b", "c", "label"], *rows])
+    config = write_config(tmp_path, "{dataset: csv, path: data.csv, target: label, delimiter: ';'}")
+    run = train_json(config, out=runs)["run_dir"]
+    result = nnctl("predict", run, tmp_path / "data.csv")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 121 and "accuracy" in result.stderr
+    assert_clean_error(nnctl("predict", run, tmp_path / "data.csv", "--out", tmp_path / "data.csv"), "is the input file")
+
+
 def test_csv_regression_and_relative_paths(tmp_path, runs):
     rng = np.random.default_rng(1)
     x = rng.uniform(-1, 1, (300, 2))

@@ -299,6 +299,17 @@ def test_alias_bomb_is_refused_quickly(tmp_path):
     assert time.monotonic() - started < 30
 
 
+def test_deeply_nested_yaml_is_refused(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("a: " + "[" * 3000 + "]" * 3000 + "\n")
+    assert_clean_error(nnctl("validate", path), "deep.yaml")
+
+
+def test_a_validation_fraction_too_small_for_one_row(tmp_path):
+    result = nnctl("train", CONFIGS / "spiral.yaml", "--set", "data.val_fraction=0.0001", "--set", "training.early_stopping={monitor: val_loss}", "--out", tmp_path)
+    assert_clean_error(result, "data.val_fraction", "too small to hold out a single validation row")
+
+
 def test_huge_yaml_is_refused_before_parsing(tmp_path):
     path = tmp_path / "huge.yaml"
     with open(path, "w") as handle:

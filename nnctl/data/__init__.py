@@ -129,6 +129,8 @@ def load_mnist(spec: ImageData, seed: int) -> Dataset:
         return pixels
 
     train, val, _ = split_rows(flat(train_x), train_y, 0.0, spec.val_fraction, generator(seed, "split"))
+    if train is None:
+        raise NnctlError(f"data: {spec.dataset}: no training images left after taking val_fraction {spec.val_fraction}")
     names = [f"pixel{i}" for i in range(int(np.prod(image_shape)))]
     class_names = FASHION_CLASSES if spec.dataset == "fashion-mnist" else [str(d) for d in range(10)]
     return Dataset(train, val, Split(flat(test_x), test_y), "classification", names, class_names, image_shape)

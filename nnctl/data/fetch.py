@@ -123,10 +123,8 @@ def _download(url, final: Path, expected: str, retries, timeout, progress, backo
         except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             last_error = str(getattr(exc, "reason", exc)) or type(exc).__name__
     else:
-        raise NnctlError(
-            f"{url}: download failed after {retries + 1} attempts ({last_error}); "
-            f"the partial file {part.name} is kept and the next fetch resumes it"
-        )
+        kept = f"; the partial file {part.name} is kept and the next fetch resumes it" if part.exists() else ""
+        raise NnctlError(f"{url}: download failed after {retries + 1} attempts ({last_error}){kept}")
     actual = sha256(part)
     if actual != expected:
         part.unlink(missing_ok=True)
