@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import yaml
 
+from nnctl.config import flatten
+from nnctl.data import is_number
 from nnctl.data.playground import GENERATORS as PLAYGROUND_GENERATORS
 from nnctl.errors import NnctlError
 from nnctl.runs import RunFolder, atomic_write_bytes, is_run_dir, read_json
@@ -147,19 +149,10 @@ def resolve_runs(paths: Sequence[str | Path]) -> list[RunData]:
 # --------------------------------------------------------------------------------------------- labels
 
 
-def flatten_config(config, prefix: str = "") -> dict[str, str]:
+def flatten_config(config) -> dict[str, str]:
     """Dotted keys to YAML-like scalar text: ``{"model": {"layers": [{"type": "dense"}]}}`` gives
     ``{"model.layers.0.type": "dense"}``.  Empty lists and mappings stay as ``[]`` and ``{}``."""
-    if isinstance(config, dict) and config:
-        items = ((str(key), value) for key, value in config.items())
-    elif isinstance(config, list) and config:
-        items = ((str(i), value) for i, value in enumerate(config))
-    else:
-        return {prefix: scalar_text(config)} if prefix else {}
-    flat: dict[str, str] = {}
-    for key, value in items:
-        flat.update(flatten_config(value, f"{prefix}.{key}" if prefix else key))
-    return flat
+    return {key: scalar_text(value) for key, value in flatten(config).items()}
 
 
 def scalar_text(value) -> str:
@@ -594,7 +587,7 @@ def sweep_figure(folder: Path, metric: str | None = None) -> "Figure":
     axes = figure.subplots(1, len(parameters), squeeze=False)[0]
     for ax, parameter in zip(axes, parameters):
         values = sorted({row[parameter] for row in rows}, key=_sort_key)
-        numeric = all(_is_float(v) for v in values) and config.method != "grid"
+        numeric = all(is_number(v) for v in values) and config.method != "grid"
         position = {v: (float(v) if numeric else i) for i, v in enumerate(values)}
         others = [p for p in parameters if p != parameter]
         groups: dict[tuple, list[dict]] = {}
@@ -621,16 +614,8 @@ def sweep_figure(folder: Path, metric: str | None = None) -> "Figure":
     return figure
 
 
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _sort_key(text: str):
-    return (0, float(text), "") if _is_float(text) else (1, 0.0, text)
+    return (0, float(text), "") if is_number(text) else (1, 0.0, text)
 
 
 def plot(paths: Sequence[str | Path], out: str | Path | None = None, metric: str | None = None, kind: str = "auto") -> Path:

@@ -180,13 +180,13 @@ def encode_targets(raw: list[np.ndarray], task: str, sources: list) -> tuple[lis
             try:
                 out.append(values.astype(np.float32))
             except ValueError:
-                bad = next(v for v in values if not _is_number(v))
+                bad = next(v for v in values if not is_number(v))
                 raise NnctlError(f"{source}: target {bad!r} is not a number; regression needs numeric targets (or set data.task: classification)") from None
             files.check_finite(out[-1].reshape(-1, 1), f"{source}: targets")
         return out, []
     as_text = [[class_name(v) for v in values] for values in raw]
     names = sorted({name for values in as_text for name in values})
-    if all(_is_number(name) for name in names):
+    if all(is_number(name) for name in names):
         names = sorted(names, key=float)
     index = {name: i for i, name in enumerate(names)}
     if len(names) < 2:
@@ -194,7 +194,7 @@ def encode_targets(raw: list[np.ndarray], task: str, sources: list) -> tuple[lis
     return [np.array([index[v] for v in values], dtype=np.int64) for values in as_text], names
 
 
-def _is_number(text) -> bool:
+def is_number(text) -> bool:
     try:
         float(text)
     except (TypeError, ValueError):
@@ -205,7 +205,7 @@ def _is_number(text) -> bool:
 def class_name(value) -> str:
     """A target value as a class name; '1.0' and '1' name the same class."""
     text = str(value).strip()
-    if not _is_number(text):
+    if not is_number(text):
         return text
     number = float(text)
     return str(int(number)) if number.is_integer() else str(number)
