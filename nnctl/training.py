@@ -319,6 +319,9 @@ class Trainer:
         self.schedule = build.build_schedule(config)
         self.weights, self.weight_grads = build.regularized_weights(self.model)
         self.grads = [grads]
+        regularization = config.model.regularization
+        self.penalty = (regularization.l1, regularization.l2) if regularization.l1 or regularization.l2 else None
+        self.grad_clip = config.training.grad_clip
         self.has_batchnorm = any(isinstance(layer, BatchNorm) for layer in self.model.layers)
         self.dropout_rng = next((layer.rng for layer in self.model.layers if isinstance(layer, Dropout)), None)
         stopping = config.training.early_stopping
@@ -446,11 +449,10 @@ class Trainer:
         if not math.isfinite(batch_loss):
             return output, batch_loss
         self.model.backward(self.head.loss.backward(), input_grad=False)
-        penalty = self.config.model.regularization
-        if penalty.l1 or penalty.l2:
-            add_penalty_gradient(self.weights, self.weight_grads, penalty.l1, penalty.l2)
-        if self.config.training.grad_clip:
-            clip_global_norm(self.grads, self.config.training.grad_clip)
+        if self.penalty:
+            add_penalty_gradient(self.weights, self.weight_grads, *self.penalty)
+        if self.grad_clip:
+            clip_global_norm(self.grads, self.grad_clip)
         self.optimizer.step()
         return output, batch_loss
 

@@ -10,6 +10,8 @@ from nnctl.engine.layers import Layer
 class Sequential:
     def __init__(self, layers: list[Layer]):
         self.layers = layers
+        #: the first layer with parameters: backward can stop there when the input needs no gradient
+        self.first_trainable = next((i for i, layer in enumerate(layers) if layer.params), 0)
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         for layer in self.layers:
@@ -22,9 +24,8 @@ class Sequential:
         Returns dL/d(input); with ``input_grad=False`` (training, where the input is data) the pass stops at
         the first trainable layer and skips its input gradient -- for a first dense layer on MNIST that is
         a third of the backward pass's multiply-adds."""
-        first = next((i for i, layer in enumerate(self.layers) if layer.params), 0)
         for i in range(len(self.layers) - 1, -1, -1):
-            if not input_grad and i == first:
+            if not input_grad and i == self.first_trainable:
                 self.layers[i].backward(grad, input_grad=False)
                 return None
             grad = self.layers[i].backward(grad)
