@@ -35,10 +35,10 @@ from nnctl.config import (
 from nnctl.data import load_data, split_rows
 from nnctl.data.playground import GENERATORS, make_features
 from nnctl.engine.losses import softmax
-from nnctl.engine.regularization import add_penalty_gradient
 from nnctl.errors import NnctlError
 from nnctl.metrics import Head, forward_in_chunks
 from nnctl.seeding import generator
+from nnctl.training import train_step
 from nnctl.yamlio import Locations
 
 DATASETS = PLAYGROUND_CLASSIFICATION + PLAYGROUND_REGRESSION
@@ -206,9 +206,8 @@ def _make_optimizer(config: ExperimentConfig, model):
 class PlaygroundSession:
     """Config, data, model, optimizer and loss history of one playground, trained epoch by epoch.
 
-    The training step is ``Trainer.step``'s: forward (training mode), loss, backward, the L1/L2 penalty
-    gradient, the optimizer's step, over the training rows in the order of the run's seeded "shuffle"
-    stream, so ``nnctl train`` of ``to_yaml()`` retraces the session."""
+    Each minibatch goes through ``training.train_step``, as in ``nnctl train``, over the training rows in
+    the order of the run's seeded "shuffle" stream, so ``nnctl train`` of ``to_yaml()`` retraces the session."""
 
     def __init__(self, options: PlaygroundOptions):
         self.options = replace(options, layers=list(options.layers), features=list(options.features))
@@ -259,18 +258,14 @@ class PlaygroundSession:
         order = self.shuffle_rng.permutation(n)
         x, targets = self.train.x[order], self.train_targets[order]
         batch = self.config.training.batch_size
-        penalty = self.config.model.regularization
+        regularization = self.config.model.regularization
+        penalty = (regularization.l1, regularization.l2) if regularization.l1 or regularization.l2 else None
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for start in range(0, n, batch):
                 xb, tb = x[start : start + batch], targets[start : start + batch]
-                output = self.model.forward(xb, training=True)
-                loss = self.head.loss.forward(output, tb)
+                _, loss = train_step(self.model, self.head.loss, self.optimizer, xb, tb, penalty, self.weights, self.weight_grads)
                 if not math.isfinite(loss):
                     break
-                self.model.backward(self.head.loss.backward())
-                if penalty.l1 or penalty.l2:
-                    add_penalty_gradient(self.weights, self.weight_grads, penalty.l1, penalty.l2)
-                self.optimizer.step()
         self.epoch += 1
         self.metrics = self.evaluate()
         self.history.append((self.metrics["train_loss"], self.metrics["test_loss"]))

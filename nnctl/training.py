@@ -288,6 +288,23 @@ class Interrupted(Exception):
     pass
 
 
+def train_step(model, loss, optimizer, xb, tb, penalty=None, weights=(), weight_grads=(), grad_clip=None):
+    """One minibatch step: forward -> loss -> backward -> (L1/L2 penalty gradient, clipping) -> optimizer step.
+    Returns the network's output and the batch loss; a non-finite loss skips the update.  (The optimizer
+    works on one flat gradient vector, which is what gets clipped.)"""
+    output = model.forward(xb, training=True)
+    batch_loss = loss.forward(output, tb)
+    if not math.isfinite(batch_loss):
+        return output, batch_loss
+    model.backward(loss.backward(), input_grad=False)
+    if penalty:
+        add_penalty_gradient(weights, weight_grads, *penalty)
+    if grad_clip:
+        clip_global_norm(optimizer.grads, grad_clip)
+    optimizer.step()
+    return output, batch_loss
+
+
 # ---------------------------------------------------------------------------------- the training loop
 
 
@@ -318,7 +335,6 @@ class Trainer:
         self.optimizer = build.build_optimizer(config, [params], [grads])
         self.schedule = build.build_schedule(config)
         self.weights, self.weight_grads = build.regularized_weights(self.model)
-        self.grads = [grads]
         regularization = config.model.regularization
         self.penalty = (regularization.l1, regularization.l2) if regularization.l1 or regularization.l2 else None
         self.grad_clip = config.training.grad_clip
@@ -441,20 +457,12 @@ class Trainer:
                 yield start, x_all[rows], yb, self.head.targets(yb)
 
     def step(self, xb: np.ndarray, tb: np.ndarray) -> tuple[np.ndarray, float]:
-        """forward -> loss -> backward -> (penalty gradient, clipping) -> optimizer step."""
+        """Augment the batch, then one ``train_step``."""
         if self.augment.active:
             xb = self.augment(xb)
-        output = self.model.forward(xb, training=True)
-        batch_loss = self.head.loss.forward(output, tb)
-        if not math.isfinite(batch_loss):
-            return output, batch_loss
-        self.model.backward(self.head.loss.backward(), input_grad=False)
-        if self.penalty:
-            add_penalty_gradient(self.weights, self.weight_grads, *self.penalty)
-        if self.grad_clip:
-            clip_global_norm(self.grads, self.grad_clip)
-        self.optimizer.step()
-        return output, batch_loss
+        return train_step(
+            self.model, self.head.loss, self.optimizer, xb, tb, self.penalty, self.weights, self.weight_grads, self.grad_clip
+        )
 
     def end_of_epoch(self, row: dict) -> None:
         """Record the row; feed the schedule and the best-epoch tracker (which may save best.npz)."""
