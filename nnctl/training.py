@@ -506,20 +506,23 @@ class Trainer:
         saved = snapshot["state"]
         self.state = TrainState(saved.epoch, saved.lr_scale, list(saved.rollbacks), copy(saved.progress))
 
-    def rng_states(self) -> dict:
+    def generators(self) -> dict:
+        """Every random generator training draws from, by stream name (dropout only when the model has it)."""
         generators = {"shuffle": self.shuffle_rng, "augment": self.augment.rng, "dropout": self.dropout_rng}
-        return {name: rng.bit_generator.state for name, rng in generators.items() if rng is not None}
+        return {name: rng for name, rng in generators.items() if rng is not None}
+
+    def rng_states(self) -> dict:
+        return {name: rng.bit_generator.state for name, rng in self.generators().items()}
 
     def set_rng_states(self, states: dict) -> None:
-        generators = {"shuffle": self.shuffle_rng, "augment": self.augment.rng, "dropout": self.dropout_rng}
+        generators = self.generators()
         for name, state in states.items():
             generators[name].bit_generator.state = state
 
     def save(self, which: str, snapshot: dict) -> None:
         """checkpoints/<which>.npz: the model (what eval and predict need) and the whole training state."""
         state: TrainState = snapshot["state"]
-        arrays = {f"model/{name}": value for name, value in snapshot["model"].items()}
-        arrays.update({f"preprocess/{name}": value for name, value in self.preprocessor.arrays.items()})
+        arrays = self.model_arrays(snapshot["model"])
         arrays.update({f"optimizer/{name}": value for name, value in snapshot["optimizer"].items()})
         progress = None
         if state.progress is not None:
@@ -631,9 +634,13 @@ class Trainer:
 
     def save_model_only(self, which: str) -> None:
         """A checkpoint with the model and its preprocessing, for models without a training state."""
-        arrays = {f"model/{name}": value for name, value in self.model.state_dict().items()}
+        save_checkpoint(self.run.checkpoint(which), self.model_arrays(self.model.state_dict()), self.checkpoint_meta(self.state.epoch))
+
+    def model_arrays(self, model_state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """What eval and predict read from every checkpoint: the model's arrays and the fitted normalization."""
+        arrays = {f"model/{name}": value for name, value in model_state.items()}
         arrays.update({f"preprocess/{name}": value for name, value in self.preprocessor.arrays.items()})
-        save_checkpoint(self.run.checkpoint(which), arrays, self.checkpoint_meta(self.state.epoch))
+        return arrays
 
     def checkpoint_meta(self, epoch: int) -> dict:
         """What every checkpoint says about itself: format, epoch, inputs and outputs, the whole config."""
