@@ -1,7 +1,7 @@
 """Centred finite-difference checks of every analytic gradient in the engine, in float64.
 
 Each check builds a scalar loss f() that reads the array being perturbed, computes the analytic gradient
-with the engine's backward pass, and compares it with ``numerical_gradient`` (CS231n's centred differences).
+with the engine's backward pass, and compares it with ``numerical_gradient`` (finite differences (a five-point stencil)).
 The tolerance is a relative error below 1e-6; inputs are drawn away from kinks so that the finite
 difference never straddles one.
 """
