@@ -20,8 +20,9 @@ PLAIN_LINES = 50
 
 
 def format_row(row: dict) -> str:
+    """A progress line's metrics: ``loss 0.6931  accuracy 0.5000``; counts (``rollbacks 1``) as integers."""
     shown = [k for k in row if k not in ("epoch", "lr", "train_seconds")]
-    return "  ".join(f"{k} {row[k]:.4f}" for k in shown)
+    return "  ".join(f"{k} {row[k]}" if isinstance(row[k], int) else f"{k} {row[k]:.4f}" for k in shown)
 
 
 class RichReporter(Reporter):
@@ -82,8 +83,10 @@ def print_results(metrics: dict, run_dir: Path | None, title: str) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
-        if isinstance(value, float):
-            value = f"{value:.4f}" if key != "train_seconds_total" else f"{value:.2f} s"
+        if key == "train_seconds_total" and isinstance(value, (int, float)):
+            value = f"{value:.2f} s"
+        elif isinstance(value, float):
+            value = f"{value:.4f}"
         table.add_row(key, "" if value is None else str(value))
     console.print(table)
     if run_dir is not None:
@@ -161,9 +164,9 @@ def print_dataset(data, dataset_name: str) -> None:
     console.print(table)
     shape = f", images {data.image_shape[0]}x{data.image_shape[1]}" if data.image_shape else ""
     names = data.feature_names if len(data.feature_names) <= 10 else data.feature_names[:5] + ["..."] + data.feature_names[-2:]
-    console.print(f"{data.n_features} features{shape}: {', '.join(names)}", highlight=False)
+    console.print(f"{plural(data.n_features, 'feature')}{shape}: {', '.join(names)}", highlight=False)
     if data.task == "classification":
-        console.print(f"{data.n_classes} classes: {', '.join(data.class_names)}", highlight=False)
+        console.print(f"{plural(data.n_classes, 'class', 'classes')}: {', '.join(data.class_names)}", highlight=False)
 
 
 class SweepReporter:
@@ -188,7 +191,8 @@ def print_leaderboard(sweep, result, limit: int = 15) -> None:
     config = sweep.config
     console = Console()
     metric = config.metric
-    table = Table(title=f"{config.name}: {metric} ({config.mode}), mean ± std over seeds")
+    several = any((row.get("count") or 0) > 1 for row in result.rows)  # no "± 0.0000" for single seeds
+    table = Table(title=f"{config.name}: {metric} ({config.mode})" + (", mean ± std over seeds" if several else ""))
     table.add_column("#", justify="right")
     for key in config.parameters:
         table.add_column(key)
@@ -196,7 +200,7 @@ def print_leaderboard(sweep, result, limit: int = 15) -> None:
     table.add_column("seeds", justify="right")
     for rank, row in enumerate(result.rows[:limit], start=1):
         mean, std = row.get(f"{metric}_mean"), row.get(f"{metric}_std")
-        value = ("pruned" if row.get("pruned") else "failed") if mean is None else f"{mean:.4f} ± {std:.4f}"
+        value = ("pruned" if row.get("pruned") else "failed") if mean is None else f"{mean:.4f}" + (f" ± {std:.4f}" if (row.get("count") or 0) > 1 and std is not None else "")
         seeds = f"{row['count']}" + "".join(f" (+{row[k]} {k})" for k in ("failed", "pruned") if row.get(k))
         table.add_row(str(rank), *(str(row[key]) for key in config.parameters), value, seeds)
     console.print(table)
@@ -205,32 +209,123 @@ def print_leaderboard(sweep, result, limit: int = 15) -> None:
     console.print(f"sweep folder: {result.folder}", highlight=False, soft_wrap=True)
 
 
-def print_run_list(entries: list[dict], folder) -> None:
-    console = Console()
-    table = Table(title=f"runs in {folder}")
-    table.add_column("run", no_wrap=True, min_width=max((len(Path(e["run_dir"]).name) for e in entries), default=3))
-    table.add_column("status")
-    keys = sorted({k for e in entries for k in e["config"]})
+#: ``runs list``: the columns beside the run's name (key, header), in the order shown
+RUN_LIST_COLUMNS = (
+    ("status", "status"), ("data.dataset", "dataset"), ("optimizer.name", "optimizer"), ("optimizer.lr", "lr"),
+    ("training.epochs", "epochs"), ("seed", "seed"), ("test_accuracy", "accuracy"), ("test_r2", "r2"),
+    ("test_loss", "loss"), ("test_mae", "mae"),
+)  # fmt: skip
+#: when the table is wider than the terminal: first the columns with one value for every run move to a
+#: line below the table, then columns are left out in this order (other test metrics before all of them)
+RUN_LIST_DROP_ORDER = ("test_mae", "seed", "data.dataset", "training.epochs", "optimizer.name", "optimizer.lr", "test_loss", "test_r2", "test_accuracy", "status")
+
+
+def format_value(value, digits: int = 4) -> str:
+    """A value for a table cell: integers as integers, other numbers with ``digits`` significant digits."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, int) or (math.isfinite(value) and value == int(value) and abs(value) < 1e15):
+        return str(int(value))
+    return f"{value:.{digits}g}"
+
+
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """``1 feature``, ``2 features``."""
+    return f"{count:,} {noun if count == 1 else (plural_form or noun + 's')}"
+
+
+def _run_list_cells(entries: list[dict]) -> dict[str, list[str]]:
+    """key -> one cell per run, for the known columns and the other test metrics any run has."""
     metrics = sorted({k for e in entries for k in e["metrics"] if k.startswith("test_")})
-    for key in keys + metrics:
-        table.add_column(key, justify="right")
+    keys = [key for key, _ in RUN_LIST_COLUMNS] + [m for m in metrics if m not in dict(RUN_LIST_COLUMNS)]
+    cells = {}
+    for key in keys:
+        if key == "status":
+            values = [entry["status"] for entry in entries]
+        elif key.startswith("test_"):
+            values = [entry["metrics"].get(key) for entry in entries]
+        else:
+            values = [entry["config"].get(key) for entry in entries]
+        if any(value is not None for value in values):
+            cells[key] = [format_value(value) for value in values]
+    return cells
+
+
+def print_run_list(entries: list[dict], folder) -> None:
+    """The runs as a table that fits the terminal (80 columns when stdout is not one, or $COLUMNS) without
+    cutting a value: columns that do not fit are named below it (``--json`` has them all)."""
+    from rich import box
+    from rich.measure import Measurement
+
+    console = Console()
+    if not entries:
+        console.print(f"no run folders in {folder}", highlight=False, soft_wrap=True)
+        return
+    headers = dict(RUN_LIST_COLUMNS)
+    names = [Path(entry["run_dir"]).name for entry in entries]
+    cells = _run_list_cells(entries)
+    shown = list(cells)
+    same = [key for key in shown if len(entries) > 1 and len(set(cells[key])) == 1 and cells[key][0]]
+    hidden: list[str] = []
+    extra = [key for key in shown if key not in headers]
+
+    def table_for(keys) -> Table:
+        table = Table(title=f"runs in {folder} (metrics: test split)", box=box.SIMPLE_HEAD, header_style="bold")
+        table.add_column("run", overflow="fold")
+        for key in keys:
+            table.add_column(headers.get(key, key.removeprefix("test_")), justify="left" if key in ("status", "data.dataset", "optimizer.name") else "right", no_wrap=True)
+        for i, name in enumerate(names):
+            table.add_row(name, *(cells[key][i] for key in keys))
+        return table
+
+    def too_wide(keys) -> bool:
+        return Measurement.get(console, console.options.update_width(10_000), table_for(keys)).maximum > console.width
+
+    for key in same:  # first: the columns with one value for every run
+        if not too_wide(shown):
+            break
+        shown.remove(key)
+    for key in extra + [k for k in RUN_LIST_DROP_ORDER if k in shown]:
+        if not too_wide(shown):
+            break
+        if key in shown:
+            shown.remove(key)
+            hidden.append(key)
+    console.print(table_for(shown))
+    common = [f"{headers.get(k, k)} {cells[k][0]}" for k in same if k not in shown]
+    if common:
+        console.print(f"every run: {', '.join(common)}", highlight=False, soft_wrap=True)
+    if hidden:
+        listed = ", ".join(headers.get(k, k) for k in hidden)
+        console.print(f"not shown at {console.width} columns: {listed} (nnctl runs list --json has every value)", highlight=False, soft_wrap=True)
+    _print_latest_references(entries, folder, console)
+
+
+def _print_latest_references(entries: list[dict], folder, console: Console) -> None:
+    """For the names with several runs: which run ``FOLDER/NAME@latest`` means."""
+    from nnctl.runref import natural_key, newest
+
+    groups: dict[str, list[Path]] = {}
     for entry in entries:
-        cells = [Path(entry["run_dir"]).name, str(entry["status"])]
-        cells += [str(entry["config"].get(k, "")) for k in keys]
-        cells += [f"{entry['metrics'][m]:.4f}" if m in entry["metrics"] else "" for m in metrics]
-        table.add_row(*cells)
-    console.print(table)
+        if entry.get("name") is not None:
+            groups.setdefault(entry["name"], []).append(Path(entry["run_dir"]))
+    repeated = sorted((name for name, paths in groups.items() if len(paths) > 1), key=natural_key)
+    if repeated:
+        pairs = ", ".join(f"{name}@latest = {newest(groups[name]).name}" for name in repeated)
+        console.print(f"{Path(folder)}/NAME@latest is the newest run of NAME: {pairs}", highlight=False, soft_wrap=True)
 
 
 def print_comparison(comparison: dict) -> None:
     console = Console()
     table = Table(title="runs compared")
-    table.add_column("")
+    table.add_column("", overflow="fold")
     for run in comparison["runs"]:
-        table.add_column(Path(run).name, justify="right")
+        table.add_column(Path(run).name, justify="right", overflow="fold")
     table.add_row("status", *map(str, comparison["status"]))
     for key, values in comparison["differing_config"].items():
         table.add_row(key, *map(str, values))
     for name, values in comparison["metrics"].items():
-        table.add_row(name, *("" if v is None else f"{v:.4f}" for v in values))
+        table.add_row(name, *(format_value(v) if name != "train_seconds_total" or v is None else f"{v:.2f} s" for v in values))
     console.print(table)

@@ -511,6 +511,98 @@ def render_plain(session: PlaygroundSession, view: View, columns: int = 80) -> s
     return "\n".join(lines) + "\n"
 
 
+# Terminals without truecolor (tmux, many ssh sessions: 256 colours; old consoles: 16).  Left to rich, every
+# colour goes to the nearest entry of the whole palette, and the pale heatmap tints come out pink, lavender
+# and teal.  Instead each colour goes to the nearest entry of its own family (CIELAB distance): oranges
+# stay orange, blues stay blue, and the undecided middle turns light grey.
+#: xterm-256 entries of each family (the 6x6x6 cube: index 16 + 36 r + 6 g + b; greys 232-255)
+ORANGES_256 = (208, 209, 214, 215, 216, 223)
+BLUES_256 = (25, 31, 32, 33, 38, 39, 67, 68, 74, 75, 110, 111, 117, 153)
+GREYS_256 = (231, 255, 254, 253, 252, 251, 250)
+#: 16 colours: yellow stands for orange; the heatmap in the normal colours (light grey when weak), the
+#: points in the bright ones so that they stand out on a region of their own class
+STANDARD_HEAT = {"orange": 3, "blue": 4, "grey": 7}
+STANDARD_POINTS = {"orange": 11, "blue": 12, "grey": 15}
+#: heatmap strength (0 to 1) from which the 16-colour heatmap shows a class colour instead of grey
+STANDARD_STRENGTH = 0.4
+
+
+def xterm_rgb(index: int) -> tuple[int, int, int]:
+    """The colour of an xterm-256 palette entry from 16 on (the cube and the grey ramp)."""
+    if index >= 232:
+        return (8 + 10 * (index - 232),) * 3
+    levels = (0, 95, 135, 175, 215, 255)
+    index -= 16
+    return levels[index // 36], levels[index // 6 % 6], levels[index % 6]
+
+
+def _lab(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
+    """CIELAB (D65) of an sRGB colour, for perceptual distances."""
+
+    def linear(c: float) -> float:
+        c /= 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = map(linear, rgb)
+    xyz = ((0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047, 0.2126 * r + 0.7152 * g + 0.0722 * b, (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883)
+    fx, fy, fz = (t ** (1 / 3) if t > 216 / 24389 else (24389 / 27 * t + 16) / 116 for t in xyz)
+    return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+
+
+def nearest_xterm(rgb: tuple[int, int, int], candidates: tuple[int, ...]) -> int:
+    target = _lab(rgb)
+    return min(candidates, key=lambda index: sum((a - b) ** 2 for a, b in zip(target, _lab(xterm_rgb(index)))))
+
+
+def _family(value: float) -> str:
+    return "grey" if value == 0 else ("blue" if value > 0 else "orange")
+
+
+def terminal_colour(rgb: tuple[int, int, int], value: float, color_system: str | None, point: bool = False) -> str:
+    """A rich colour for ``rgb``, which shows ``value`` (-1 orange .. +1 blue), on this colour system."""
+    family = _family(value)
+    if color_system == "256":
+        candidates = {"orange": ORANGES_256, "blue": BLUES_256, "grey": ()}[family]
+        return f"color({nearest_xterm(rgb, candidates if point and candidates else candidates + GREYS_256)})"
+    if color_system in ("standard", "windows"):
+        if point:
+            return f"color({STANDARD_POINTS[family]})"
+        return f"color({STANDARD_HEAT[family if abs(value) >= STANDARD_STRENGTH else 'grey']})"
+    return hex_colour(rgb)
+
+
+_PALETTES: dict = {}
+
+
+def terminal_palette(color_system: str | None) -> list[str]:
+    """PALETTE (the quantised heatmap scale) in the colours of a terminal's colour system."""
+    if color_system not in _PALETTES:
+        _PALETTES[color_system] = [
+            terminal_colour(over_white(palette_colour((i - LEVELS) / LEVELS)), (i - LEVELS) / LEVELS, color_system)
+            for i in range(2 * LEVELS + 1)
+        ]  # fmt: skip
+    return _PALETTES[color_system]
+
+
+def point_colour(value: float, regression: bool, color_system: str | None = "truecolor") -> str:
+    """A point's colour: its class's full colour (its target's, for regression)."""
+    value = float(value) if regression else (1.0 if value >= 0 else -1.0)
+    return terminal_colour(palette_colour(value), value, color_system, point=True)
+
+
+def rich_styles(color_system: str | None = "truecolor") -> dict[str, str]:
+    """RICH_STYLES with the colours of a terminal's colour system."""
+    if color_system == "truecolor" or color_system is None:
+        return RICH_STYLES
+    heat = terminal_palette(color_system)
+    orange, blue = point_colour(-1, False, color_system), point_colour(1, False, color_system)
+    grey = "color(245)" if color_system == "256" else "color(8)"
+    return {
+        **RICH_STYLES, "spark_train": grey, "heat_low": heat[0], "heat_mid": heat[LEVELS], "heat_high": heat[-1],
+        "train_low": f"bold {orange}", "train_high": f"bold {blue}", "test_low": f"bold {orange}", "test_high": f"bold {blue}",
+    }  # fmt: skip
+
+
 RICH_STYLES = {
     "title": "bold",
     "status": "bold yellow",
@@ -531,24 +623,25 @@ RICH_STYLES = {
 }
 
 
-def _half_block_style(top: int, bottom: int):
+def _half_block_style(top: int, bottom: int, color_system: str | None = "truecolor"):
     from rich.style import Style
 
-    key = (top, bottom)
+    key = (top, bottom, color_system)
     style = _STYLE_CACHE.get(key)
     if style is None:
-        style = _STYLE_CACHE[key] = Style(color=PALETTE[top], bgcolor=PALETTE[bottom])
+        palette = terminal_palette(color_system)
+        style = _STYLE_CACHE[key] = Style(color=palette[top], bgcolor=palette[bottom])
     return style
 
 
-def _point_style(kind: str, value: float, regression: bool, background: int):
+def _point_style(kind: str, value: float, regression: bool, background: int, color_system: str | None = "truecolor"):
     from rich.style import Style
 
-    colour = hex_colour(palette_colour(value)) if regression else hex_colour(BLUE if value >= 0 else ORANGE)
-    key = (kind, colour, background)
+    colour = point_colour(value, regression, color_system)
+    key = (kind, colour, background, color_system)
     style = _STYLE_CACHE.get(key)
     if style is None:
-        style = _STYLE_CACHE[key] = Style(color=colour, bgcolor=PALETTE[background], bold=True)
+        style = _STYLE_CACHE[key] = Style(color=colour, bgcolor=terminal_palette(color_system)[background], bold=True)
     return style
 
 
@@ -557,10 +650,11 @@ _STYLE_CACHE: dict = {}
 POINT_CHARS = {"train": "●", "test": "○"}
 
 
-def render_rich(session: PlaygroundSession, view: View, columns: int = 100, lines: int = 40):
+def render_rich(session: PlaygroundSession, view: View, columns: int = 100, lines: int = 40, color_system: str | None = "truecolor"):
     """A frame as a rich ``Text`` that fits ``columns`` x ``lines``: the boundary in half blocks "▀" (upper
     grid row as the foreground colour, lower row as the background), points as "●" outlined in white
-    (training) or black (test), the panel to the right, the keys below."""
+    (training) or black (test), the panel to the right, the keys below.  ``color_system`` is the terminal's
+    (rich's ``Console.color_system``): without truecolor the colours are mapped by ``terminal_colour``."""
     from rich.text import Span, Text
 
     rows = grid_size(columns, lines, 2)
@@ -572,6 +666,7 @@ def render_rich(session: PlaygroundSession, view: View, columns: int = 100, line
     for (r, c), mark in marks.items():
         cells[(r // 2, c)] = mark if mark[0] == "train" or (r // 2, c) not in cells else cells[(r // 2, c)]
     panel = panel_lines(session, view)
+    styles = rich_styles(color_system)
     out = Text(no_wrap=True, overflow="crop", end="")
     for r in range(max(rows, len(panel))):
         if r < rows:
@@ -580,9 +675,9 @@ def render_rich(session: PlaygroundSession, view: View, columns: int = 100, line
                 mark = cells.get((r, c))
                 if mark:
                     background = (values[2 * r, c] + values[2 * r + 1, c]) // 2
-                    char, style = POINT_CHARS[mark[0]], _point_style(mark[0], mark[1], regression, background)
+                    char, style = POINT_CHARS[mark[0]], _point_style(mark[0], mark[1], regression, background, color_system)
                 else:
-                    char, style = "▀", _half_block_style(values[2 * r, c], values[2 * r + 1, c])
+                    char, style = "▀", _half_block_style(values[2 * r, c], values[2 * r + 1, c], color_system)
                 chars.append(char)
                 if style is not current:
                     if current is not None:
@@ -594,7 +689,7 @@ def render_rich(session: PlaygroundSession, view: View, columns: int = 100, line
             line = Text(" " * width)
         line.append("  ")
         for text, style in panel[r] if r < len(panel) else []:
-            line.append(text, RICH_STYLES.get(style, ""))
+            line.append(text, styles.get(style, ""))
         out.append_text(line)
         out.append("\n")
     out.append(KEYS_HELP if view.interactive else "", "dim")
@@ -732,7 +827,7 @@ def run_interactive(session: PlaygroundSession, epochs_per_frame: int, stdin=Non
                             view.message = "the loss became non-finite: lower the learning rate (-) and reset (r)"
                             break
                 size = console.size
-                live.update(render_rich(session, view, size.width, size.height), refresh=True)
+                live.update(render_rich(session, view, size.width, size.height, console.color_system), refresh=True)
                 wait = 0.25 if view.paused else 1.0 / FRAMES_PER_SECOND - (time.monotonic() - started)
                 for key in read_keys(fd, wait):
                     if not apply_action(action_for_key(key), session, view):

@@ -87,12 +87,19 @@ class RunData:
 
     @property
     def panel_kind(self) -> str | None:
-        """The data panel this run's data allows: ``boundary`` (2-D Playground data), ``function`` (1-D), or None."""
-        if self.dataset in PLAYGROUND_DATASETS:
+        """The data panel this run's data allows: ``boundary`` (2-D Playground data, a 2-input truth table),
+        ``function`` (1-D), or None."""
+        if self.dataset in PLAYGROUND_DATASETS or (self.dataset == "logic" and self.config["data"].get("inputs") == 2):
             return "boundary"
         if self.dataset == "function":
             return "function"
         return None
+
+    @property
+    def evaluated_only(self) -> bool:
+        """A model with fixed weights (McCulloch-Pitts unit, threshold network): evaluated, never trained."""
+        summary = self.summary or {}
+        return summary.get("epochs_run") == 0 and str(summary.get("stop_reason", "")).startswith("no trainable parameters")
 
     @property
     def has_checkpoint(self) -> bool:
@@ -221,6 +228,13 @@ def make_figure(runs: Sequence[RunData], kind: str = "auto", metric: str | None 
                 raise NnctlError(f"{run.path}: --kind {kind} needs {data_needed(kind)}; this run's data is {run.dataset!r}")
         return data_figure(runs, kind)
     for run in runs:
+        if not run.rows and run.evaluated_only:
+            if kind == "auto" and len(runs) == 1 and run.panel_kind and run.has_checkpoint:
+                return data_figure(runs, run.panel_kind)  # its data panel is all there is to draw
+            model = (run.config.get("model") or {}).get("type", "fixed")
+            drawn = {"boundary": "decision boundary", "function": "function fit"}.get(run.panel_kind or "")
+            also = f"; --kind {run.panel_kind} draws its {drawn}" if drawn else ""
+            raise NnctlError(f"{run.path}: no learning curves: the {model} model has fixed weights, so it was evaluated, not trained (no per-epoch metrics); its scores: nnctl eval {run.path}{also}")
         if not run.rows:
             raise NnctlError(f"{run.path}: the run has no metrics yet (metrics.jsonl is missing or empty): nothing to plot")
     panels = curve_panels(runs, metric)
@@ -231,7 +245,7 @@ def make_figure(runs: Sequence[RunData], kind: str = "auto", metric: str | None 
 
 
 def data_needed(kind: str) -> str:
-    return "a 2-D Playground dataset (circle, xor, gauss, spiral, reg-plane, reg-gauss)" if kind == "boundary" else "data.dataset: function"
+    return "a 2-D Playground dataset (circle, xor, gauss, spiral, reg-plane, reg-gauss) or a 2-input logic table" if kind == "boundary" else "data.dataset: function"
 
 
 def curve_panels(runs: Sequence[RunData], metric: str | None) -> list[tuple[str, list[str]]]:
@@ -426,12 +440,12 @@ def playground_points(loaded):
     return split_rows(points, labels, spec.test_fraction, spec.val_fraction, generator(seed, "split"))
 
 
-def boundary_grid(points: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-    """GRID x GRID cell centres (rows from the bottom, x1 fastest) over the points' range padded by PAD,
+def boundary_grid(points: np.ndarray, pad: float = PAD) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """GRID x GRID cell centres (rows from the bottom, x1 fastest) over the points' range padded by ``pad``,
     and the extent (left, right, bottom, top) of the whole grid."""
     low, high = points.min(axis=0), points.max(axis=0)
     span = np.where(high > low, high - low, 1.0)
-    low, high = low - PAD * span, high + PAD * span
+    low, high = low - pad * span, high + pad * span
     centres = [low[d] + (np.arange(GRID) + 0.5) * (high[d] - low[d]) / GRID for d in range(2)]
     x1, x2 = np.meshgrid(centres[0], centres[1])
     return np.stack([x1.ravel(), x2.ravel()], axis=1), (low[0], high[0], low[1], high[1])
@@ -456,17 +470,26 @@ def boundary_values(restored, output: np.ndarray) -> tuple[np.ndarray, tuple[flo
 
 def draw_boundary(figure: "Figure", ax: "Axes", restored, title: bool = True) -> None:
     """The Playground's picture: the network's output over the plane as a heatmap, the points on top."""
+    from nnctl.data import load_data
     from nnctl.data.playground import make_features
     from nnctl.metrics import forward_in_chunks
 
     meta = restored.meta
     features = meta.get("playground_features")
-    if meta.get("input_columns") != ["x1", "x2"] or not features:
+    if meta.get("input_columns") == ["x1", "x2"] and features:
+        train, val, test = playground_points(restored.loaded)
+        every = np.concatenate([split.x for split in (train, val, test) if split is not None])
+        shown = [(train, "train"), (test, "test")]
+        grid, extent = boundary_grid(every)
+        inputs = make_features(grid, features)
+    elif getattr(restored.loaded.config.data, "dataset", None) == "logic" and meta.get("n_features") == 2:
+        table = load_data(restored.loaded).test  # the truth table, each row once
+        shown = [(table, "truth table")]
+        grid, extent = boundary_grid(table.x, pad=0.5)
+        inputs = grid.astype(np.float32)
+    else:
         raise NnctlError(f"{restored.checkpoint}: the checkpoint's model does not read 2-D Playground points (x1, x2)")
-    train, val, test = playground_points(restored.loaded)
-    every = np.concatenate([split.x for split in (train, val, test) if split is not None])
-    grid, extent = boundary_grid(every)
-    output = forward_in_chunks(restored.model, restored.preprocessor.apply(make_features(grid, features)))
+    output = forward_in_chunks(restored.model, restored.preprocessor.apply(inputs))
     values, (vmin, vmax), what = boundary_values(restored, output)
     cmap = playground_colormap()
     image = ax.imshow(
@@ -480,13 +503,11 @@ def draw_boundary(figure: "Figure", ax: "Axes", restored, title: bool = True) ->
     from matplotlib.lines import Line2D
 
     handles = []
-    styles = (
-        (train, "train", "0.45" if regression else "white", "o", 16),
-        (test, "test", "black", "D", 13),
-    )
-    for split, name, edge, marker, size in styles:
+    styles = {"train": ("0.45" if regression else "white", "o", 16), "test": ("black", "D", 13), "truth table": ("black", "o", 120)}
+    for split, name in shown:
         if split is None:
             continue
+        edge, marker, size = styles[name]
         shade = np.clip((split.y.astype(float) - point_range[0]) / (point_range[1] - point_range[0]), 0, 1)
         ax.scatter(split.x[:, 0], split.x[:, 1], c=cmap(shade), s=size, marker=marker, edgecolors=edge, linewidths=0.7, zorder=3)
         handles.append(
@@ -606,7 +627,7 @@ def sweep_figure(folder: Path, metric: str | None = None) -> "Figure":
         elif min(float(v) for v in values) > 0 and max(float(v) for v in values) / min(float(v) for v in values) > 20:
             ax.set_xscale("log")
         ax.set_xlabel(parameter)
-        ax.set_ylabel(f"{metric} (mean ± std over seeds)")
+        ax.set_ylabel(f"{metric} (mean ± std over seeds)" if any(int(row.get("count") or 1) > 1 for row in rows) else metric)
         ax.grid(alpha=0.3)
         if others and len(groups) <= 8:
             ax.legend(fontsize=7)

@@ -9,6 +9,7 @@ import yaml
 
 from nnctl.config import flatten
 from nnctl.errors import NnctlError
+from nnctl.runref import natural_key
 from nnctl.runs import is_run_dir
 
 #: config keys worth a column in a listing
@@ -20,20 +21,24 @@ def read_run(path: Path) -> dict:
     config = flatten(yaml.safe_load((path / "config.yaml").read_text()) or {})
     summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
     metrics = {k: v for k, v in summary.items() if k.startswith(("test_", "val_", "train_")) and isinstance(v, (int, float))}
-    return {"run_dir": str(path), "status": info.get("status"), "started": info.get("started"), "config": config, "metrics": metrics}
+    name = config.get("name")
+    return {
+        "run_dir": str(path), "name": None if name is None else str(name), "status": info.get("status"),
+        "started": info.get("started"), "config": config, "metrics": metrics,
+    }  # fmt: skip
 
 
 def list_runs(folder: Path) -> list[dict]:
     folder = Path(folder)
     if not folder.is_dir():
         raise NnctlError(f"{folder}: no such folder")
-    candidates = [folder] if is_run_dir(folder) else sorted(p for p in folder.iterdir() if is_run_dir(p))
+    candidates = [folder] if is_run_dir(folder) else sorted((p for p in folder.iterdir() if is_run_dir(p)), key=lambda p: natural_key(p.name))
     entries = []
     for path in candidates:
         try:
             run = read_run(path)
         except (OSError, ValueError, yaml.YAMLError) as exc:  # a run being written, or damaged
-            entries.append({"run_dir": str(path), "status": f"unreadable ({type(exc).__name__})", "config": {}, "metrics": {}})
+            entries.append({"run_dir": str(path), "name": None, "status": f"unreadable ({type(exc).__name__})", "config": {}, "metrics": {}})
             continue
         run["config"] = {key: run["config"].get(key) for key in KEY_COLUMNS if key in run["config"]}
         entries.append(run)
@@ -47,9 +52,9 @@ def compare_runs(paths: list[Path]) -> dict:
         if not is_run_dir(path):
             raise NnctlError(f"{path}: not a run folder (no run.json and config.yaml)")
     runs = [read_run(Path(p)) for p in paths]
-    keys = sorted(set().union(*(run["config"] for run in runs)))
+    keys = sorted(set().union(*(run["config"] for run in runs)), key=natural_key)  # layers.2 before layers.10
     differing = {key: [run["config"].get(key) for run in runs] for key in keys if len({json.dumps(run["config"].get(key)) for run in runs}) > 1}
-    metric_names = sorted(set().union(*(run["metrics"] for run in runs)))
+    metric_names = sorted(set().union(*(run["metrics"] for run in runs)), key=natural_key)
     return {
         "runs": [run["run_dir"] for run in runs],
         "status": [run["status"] for run in runs],
