@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import socket
+import sys
 from pathlib import Path
 
 import pytest
@@ -226,14 +227,22 @@ def test_counts_print_as_integers_and_words_agree_with_numbers(tmp_path):
 # ------------------------------------------------------------------------------ 6. offline fetch
 
 
-def test_offline_fetch_names_the_url_and_the_ways_out(tmp_path):
+def test_offline_fetch_names_the_url_and_the_ways_out(tmp_path, monkeypatch, capsys):
+    """The CLI in-process, so that the retries' waits (2 + 4 + 8 s between attempts) can be skipped."""
+    from nnctl import cli
+    from nnctl.data import fetch
+
     with socket.socket() as probe:  # a local port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    result = nnctl("data", "fetch", "mnist", "--dir", tmp_path / "mnist", "--mirror", f"http://127.0.0.1:{port}/", timeout=120)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    waits = []
+    monkeypatch.setattr(fetch.time, "sleep", waits.append)
+    monkeypatch.setattr(sys, "argv", ["nnctl", "data", "fetch", "mnist", "--dir", str(tmp_path / "mnist"), "--mirror", f"http://127.0.0.1:{port}/"])
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 2 and len(waits) == 3  # it did retry, three times
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
     for fragment in (f"http://127.0.0.1:{port}/train-images-idx3-ubyte.gz", "--mirror URL", "NNCTL_DATA_MIRROR", "copy the IDX files", str(tmp_path / "mnist")):
         assert fragment in lines[0], fragment
 
