@@ -30,34 +30,53 @@ class Predictions:
 def read_inputs(restored: Restored, path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Raw feature rows (and targets, when the file has them) in the model's input layout."""
     meta = restored.meta
+    n_features = meta["n_features"]
+    unknown = sorted(set(meta.get("playground_features") or ()) - set(playground.FEATURE_FUNCTIONS))
+    if unknown:
+        raise NnctlError(f"{restored.checkpoint}: not a valid checkpoint: unknown Playground feature {unknown[0]!r}")
+    image_shape = tuple(meta["image_shape"]) if meta.get("image_shape") else None
     if path.suffix.lower() == ".npz":
         data = restored.loaded.config.data
         x_key = getattr(data, "x", "x")
-        if not files.is_zip(path):
-            raise NnctlError(f"{path}: not a valid .npz file (an .npz is a zip archive of .npy arrays)")
-        with np.load(path, allow_pickle=False) as npz:
-            y_key = next((name for name in (target, getattr(data, "y", None), *TARGET_NAMES) if name in npz.files), None)
+        _, names = files.read_npz_arrays(path, [])  # the names only: nothing is read yet
+        y_key = next((name for name in (target, getattr(data, "y", None), *TARGET_NAMES) if name in names and name != x_key), None)
         table = files.read_npz(path, x_key, y_key)
+        if table.x.ndim == 3:
+            height, width = table.x.shape[1:]
+            if image_shape is None:
+                raise NnctlError(
+                    f"{path}: array {x_key!r} has shape {table.x.shape}: images, but the model was trained on rows of "
+                    f"{n_features} features; give an array of shape (rows, {n_features})"
+                )
+            if (height, width) != image_shape:
+                raise NnctlError(
+                    f"{path}: array {x_key!r} holds images of {height}x{width} pixels; the model was trained on "
+                    f"{image_shape[0]}x{image_shape[1]}"
+                )
         x, y = table.x.reshape(len(table.x), -1), (table.y if y_key else None)
         if meta.get("playground_features") is not None and x.shape[1] == 2:  # raw points (x1, x2)
             x = playground.make_features(x.astype(np.float64), meta["playground_features"])
     else:
-        columns = meta["input_columns"]
+        columns = meta.get("input_columns")
+        if not columns:
+            raise NnctlError(f"{restored.checkpoint}: the checkpoint does not list the columns its model reads; predict from an .npz file")
         delimiter = getattr(restored.loaded.config.data, "delimiter", ",")
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            header = [name.strip() for name in next(csv.reader(handle, delimiter=delimiter), [])]
-        missing = [name for name in columns if name not in header]
+        header = files.read_csv_header(path, delimiter)
+        present, wanted = set(header), set(columns)
+        missing = [name for name in columns if name not in present]
         if missing:
             raise NnctlError(
-                f"{path}: missing column(s) {', '.join(map(repr, missing))}; the model reads {', '.join(columns)} (got {', '.join(header) or 'no header'})"
+                f"{path}: missing column(s) {files.shorten([repr(name) for name in missing])}; the model reads "
+                f"{files.shorten(columns)} (got {files.shorten(header) or 'no header'})"
             )
-        target = next((name for name in (target, *TARGET_NAMES) if name in header), None)
+        # a column the model reads is never the target (a feature named y would be scored against)
+        target = next((name for name in (target, *TARGET_NAMES) if name in present and name not in wanted), None)
         table = files.read_csv(path, target, columns, delimiter)
         x, y = table.x, (table.y if target else None)
         if meta.get("playground_features") is not None:
             x = playground.make_features(x.astype(np.float64), meta["playground_features"])
-    if x.shape[1] != meta["n_features"]:
-        raise NnctlError(f"{path}: rows have {x.shape[1]} values; the model takes {meta['n_features']}")
+    if x.shape[1] != n_features:
+        raise NnctlError(f"{path}: rows have {x.shape[1]} values; the model takes {n_features}")
     return x, y
 
 
@@ -79,6 +98,11 @@ def predict(restored: Restored, path: str | Path, with_proba: bool = False, targ
         probabilities = softmax(output.astype(np.float64))
     predicted = head.predict(output)
     if head.task == "classification":
+        outputs = output.shape[1] if output.shape[1] > 1 else 2  # one output: two classes
+        if len(classes) != outputs:
+            raise NnctlError(
+                f"{restored.checkpoint}: not a valid checkpoint: it names {len(classes)} classes for a model of {outputs} class outputs"
+            )
         values = [classes[i] for i in predicted]
     else:
         values = [float(v) for v in predicted]

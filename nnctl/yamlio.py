@@ -8,8 +8,10 @@ where a bad value came from.
 
 from __future__ import annotations
 
+import io
 import os
-from pathlib import Path
+import re
+import stat
 from typing import Any
 
 import yaml
@@ -22,6 +24,33 @@ KeyPath = tuple  # str keys and int list indices, e.g. ("model", "layers", 0, "u
 MAX_YAML_BYTES = 1_000_000
 #: a document with more nodes than this (counting every alias expansion) is refused: "billion laughs"
 MAX_YAML_NODES = 100_000
+#: mappings and lists nested deeper than this are refused (a config is a few levels deep)
+MAX_YAML_DEPTH = 64
+
+
+def open_regular_file(path: str | os.PathLike, what: str = "file") -> io.BufferedReader:
+    """``path`` opened for reading in binary mode, if it is a regular file.  A folder, a device such as
+    /dev/zero, a FIFO or a pipe (/dev/stdin) is refused before a byte is read: reading one could block or
+    never end.  The file is opened non-blocking first, so that a FIFO swapped in after a check cannot hang."""
+    name = str(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise NnctlError(f"{name}: file not found") from None
+    except OSError as exc:
+        raise NnctlError(f"{name}: cannot read: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise NnctlError(f"{name}: is a folder; expected a {what}")
+        if not stat.S_ISREG(mode):
+            kind = "a pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+            raise NnctlError(f"{name}: is {kind}, not a regular file; expected a {what} saved on disk")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class Locations(dict):
@@ -39,76 +68,132 @@ class Locations(dict):
 
 
 def read_yaml(path: str | os.PathLike) -> tuple[Any, Locations]:
-    path = Path(path)
     name = str(path)
-    if not path.exists():
-        raise NnctlError(f"{name}: file not found")
-    if path.is_dir():
-        raise NnctlError(f"{name}: is a folder, not a YAML file")
-    size = path.stat().st_size
-    if size > MAX_YAML_BYTES:
-        raise NnctlError(f"{name}: {size:,} bytes is too large for a config (the limit is {MAX_YAML_BYTES:,})")
+    with open_regular_file(path, "YAML file") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        try:
+            raw = handle.read(MAX_YAML_BYTES + 1) if size <= MAX_YAML_BYTES else b""  # never more than the limit
+        except OSError as exc:
+            raise NnctlError(f"{name}: cannot read: {exc.strerror}") from None
+    if size > MAX_YAML_BYTES or len(raw) > MAX_YAML_BYTES:
+        raise NnctlError(f"{name}: {max(size, len(raw)):,} bytes is too large for a config (the limit is {MAX_YAML_BYTES:,})")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise NnctlError(f"{name}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise NnctlError(f"{name}: cannot read: {exc.strerror}") from None
+        raise NnctlError(f"{name}: not a UTF-8 text file ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
     return parse_yaml(text, name)
 
 
-def parse_yaml(text: str, source: str) -> tuple[Any, Locations]:
+def parse_yaml(text: str, source: str, inline: bool = False) -> tuple[Any, Locations]:
+    """The data of one YAML document, within the limits on size, nodes (alias expansions) and depth.
+    ``inline``: ``text`` is a value given on the command line (``--set``), and ``source`` names it."""
     loader = None
+    what = "the value" if inline else "the document"
+    if len(text) > MAX_YAML_BYTES:
+        raise NnctlError(f"{source}: {what} has {len(text):,} characters; the limit is {MAX_YAML_BYTES:,}")
+    if _bracket_depth(text) > MAX_YAML_DEPTH:
+        # before PyYAML: its scanner takes seconds on thousands of nested [ (quadratic in the flow depth)
+        raise NnctlError(f"{source}: {what} is nested more than {MAX_YAML_DEPTH} levels deep ([ and {{); refused")
     try:
         loader = yaml.SafeLoader(text)  # the reader checks the characters here already
         node = loader.get_single_node()
         locations = Locations(source)
         if node is None:
             return None, locations
-        _record_locations(node, (), locations, source, [0])
+        _record_locations(node, (), locations, source, [0], what)
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark and not inline else source
         problem = exc.problem or exc.context or "invalid YAML"
         if "could not determine a constructor" in str(exc):
             problem = f"{problem} (tags that create Python objects are not allowed)"
-        raise NnctlError(f"{where}: invalid YAML: {problem}") from None
+        if "expected a single document" in str(exc):
+            problem = f"{what} holds several YAML documents (separated by ---); give one"
+        label = "the value is not valid YAML" if inline else "invalid YAML"
+        raise NnctlError(f"{where}: {label}: {problem}") from None
     except yaml.YAMLError as exc:
         raise NnctlError(f"{source}: invalid YAML: {exc}") from None
     except RecursionError:
-        raise NnctlError(f"{source}: the document is nested too deeply; refused") from None
+        raise NnctlError(f"{source}: {what} is nested too deeply (more than {MAX_YAML_DEPTH} levels); refused") from None
     finally:
         if loader is not None:
             loader.dispose()
     return data, locations
 
 
-def _record_locations(node, path: KeyPath, locations: Locations, source: str, count: list[int]) -> None:
+def _bracket_depth(text: str) -> int:
+    """The deepest nesting of [ ] and { } in ``text``, quotes ignored (brackets in strings count too, which
+    only matters past MAX_YAML_DEPTH of them)."""
+    depth = deepest = 0
+    for char in re.sub(r"[^\[\]{}]+", "", text):
+        depth = depth + 1 if char in "[{" else max(depth - 1, 0)
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _record_locations(node, path: KeyPath, locations: Locations, source: str, count: list[int], what: str, depth: int = 0) -> None:
     count[0] += 1
     if count[0] > MAX_YAML_NODES:
-        raise NnctlError(
-            f"{source}: the document expands to more than {MAX_YAML_NODES:,} values (too many aliases?); refused"
-        )
+        raise NnctlError(f"{source}: {what} expands to more than {MAX_YAML_NODES:,} values (too many aliases?); refused")
+    if depth > MAX_YAML_DEPTH:
+        raise NnctlError(f"{_at(node, source, what)}: {what} is nested more than {MAX_YAML_DEPTH} levels deep; refused")
     mark = node.start_mark
     locations.setdefault(path, f"{source}:{mark.line + 1}:{mark.column + 1}")
     if isinstance(node, yaml.MappingNode):
         seen = set()
+        merges = []
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            if key is None or key == "<<":
+            if key == "<<" and key_node.tag == "tag:yaml.org,2002:merge":
+                if merges:
+                    raise NnctlError(f"{_at(key_node, source, what)}: key '<<' appears twice; merge several mappings with one <<: [*a, *b]")
+                merges.append(value_node)
+                continue
+            if key is None:
+                _count_nodes(key_node, source, count, what, depth + 1)
+                _count_nodes(value_node, source, count, what, depth + 1)
                 continue
             if key in seen:
-                line = key_node.start_mark.line + 1
-                column = key_node.start_mark.column + 1
-                raise NnctlError(f"{source}:{line}:{column}: key {key!r} appears twice")
+                raise NnctlError(f"{_at(key_node, source, what)}: key {key!r} appears twice")
             seen.add(key)
             key_mark = key_node.start_mark
             locations[path + (key,)] = f"{source}:{key_mark.line + 1}:{key_mark.column + 1}"
-            _record_locations(value_node, path + (key,), locations, source, count)
+            _record_locations(value_node, path + (key,), locations, source, count, what, depth + 1)
+        for value_node in merges:  # merged keys count too, but the keys written out keep their places
+            _count_nodes(value_node, source, count, what, depth + 1)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _record_locations(item, path + (index,), locations, source, count)
+            _record_locations(item, path + (index,), locations, source, count, what, depth + 1)
+
+
+def _at(node, source: str, what: str) -> str:
+    """``file:line:column`` of a node; a command-line value is named by itself (it is one line)."""
+    if what == "the value":
+        return source
+    return f"{source}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
+
+
+def _count_nodes(node, source: str, count: list[int], what: str, depth: int) -> None:
+    """The limits of ``_record_locations`` for parts that have no key path: merged mappings, complex keys."""
+    count[0] += 1
+    if count[0] > MAX_YAML_NODES:
+        raise NnctlError(f"{source}: {what} expands to more than {MAX_YAML_NODES:,} values (too many aliases?); refused")
+    if depth > MAX_YAML_DEPTH:
+        raise NnctlError(f"{_at(node, source, what)}: {what} is nested more than {MAX_YAML_DEPTH} levels deep; refused")
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            _count_nodes(key_node, source, count, what, depth + 1)
+            _count_nodes(value_node, source, count, what, depth + 1)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _count_nodes(item, source, count, what, depth + 1)
+
+
+def command_line_place(option: str, text: str, limit: int = 120) -> str:
+    """How an error names a command-line value: on one line, and shortened when long."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return f"{option} {text if len(text) <= limit else text[: limit - 3] + '...'}"
 
 
 def parse_key_path(text: str) -> KeyPath:
@@ -118,17 +203,17 @@ def parse_key_path(text: str) -> KeyPath:
 
 def apply_override(data: dict, override: str, locations: Locations) -> None:
     """Apply one ``key.path=value`` (value parsed as YAML) to ``data`` in place."""
-    place = f"--set {override}"
+    place = command_line_place("--set", override)
     key_text, sep, value_text = override.partition("=")
     if not sep or not key_text.strip():
         raise NnctlError(f"{place}: expected key.path=value, e.g. --set optimizer.lr=0.1")
     path = parse_key_path(key_text.strip())
     if any(part == "" for part in path):
         raise NnctlError(f"{place}: {key_text!r} is not a key path (empty part between dots)")
-    try:
-        value = yaml.safe_load(value_text) if value_text.strip() else None
-    except yaml.YAMLError as exc:
-        raise NnctlError(f"{place}: the value is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if len(path) > MAX_YAML_DEPTH:
+        raise NnctlError(f"{place}: the key path has {len(path)} parts; the limit is {MAX_YAML_DEPTH}")
+    # the same limits as a file: size, alias expansions, depth, duplicate keys, no Python tags
+    value = parse_yaml(value_text, place, inline=True)[0] if value_text.strip() else None
     node = data
     for depth, part in enumerate(path[:-1]):
         node = _step_into(node, part, path[: depth + 1], place)

@@ -6,6 +6,7 @@ very same test rows as training did.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,14 +65,35 @@ def load_data(loaded: LoadedConfig) -> Dataset:
     data = _load(loaded)
     if getattr(loaded.config.data, "val_fraction", 0) > 0 and data.val is None:
         raise loaded.error(("data", "val_fraction"), "is too small to hold out a single validation row; raise it or set it to 0")
+    check_augment(loaded, data)
     return data
+
+
+def check_augment(loaded: LoadedConfig, data: Dataset) -> None:
+    """Augmentation sizes that need the data: a shift or a cutout larger than the images."""
+    augment = loaded.config.data.augment
+    if not np.isfinite(augment.noise_std):
+        raise loaded.error(("data", "augment", "noise_std"), f"{augment.noise_std} is not allowed; the noise's std must be a finite number")
+    if data.image_shape is None:
+        return
+    side = max(data.image_shape)
+    for key in ("shift", "cutout"):
+        value = getattr(augment, key)
+        if value > side:
+            height, width = data.image_shape
+            raise loaded.error(("data", "augment", key), f"{value} pixels is more than the {height}x{width} images; allowed: 0 to {side}")
 
 
 def _load(loaded: LoadedConfig) -> Dataset:
     config = loaded.config
     spec = config.data
     seed = config.data_seed()
+    if not 0 <= seed < 2**32:
+        raise loaded.error(("data", "seed"), f"{seed} is not allowed; a seed is a whole number from 0 to {2**32 - 1}")
     if isinstance(spec, LogicData):
+        problem = resources.check_fits(2**spec.inputs * spec.repeat * (spec.inputs + 1) * 8 * 2, f"{spec.repeat:,} copies of the truth table")
+        if problem:
+            raise loaded.error(("data", "repeat"), problem)
         x, y = synthetic.truth_table(spec.function, spec.inputs)
         table = Split(x, y)
         train = Split(np.tile(x, (spec.repeat, 1)), np.tile(y, spec.repeat))
@@ -123,6 +145,9 @@ def load_mnist(spec: ImageData, seed: int) -> Dataset:
         train_x, train_y = train_x[keep], train_y[keep]
     test_x, test_y = arrays["test_images"][: spec.test_samples], arrays["test_labels"][: spec.test_samples].astype(np.int64)
     image_shape = train_x.shape[1:]
+    problem = resources.check_fits((len(train_x) + len(test_x)) * int(np.prod(image_shape)) * 4 * 2, "the images as float32")
+    if problem:
+        raise NnctlError(f"{folder}: {problem}")
     def flat(images):
         pixels = images.reshape(len(images), -1).astype(np.float32)
         pixels /= 255.0  # in place: one float copy of the images, not two
@@ -143,17 +168,24 @@ def load_user_files(loaded: LoadedConfig, seed: int) -> Dataset:
     """A CSV or NPZ file split by the fractions, or separate training and test files."""
     spec = loaded.config.data
     if isinstance(spec, CsvData):
+        if spec.columns is not None:
+            check_columns(loaded, spec.columns, spec.target)
         read = lambda path: files.read_csv(path, spec.target, spec.columns, spec.delimiter)  # noqa: E731
         train_file, test_file = spec.path, spec.test_path
     else:
         read = lambda path: files.read_npz(path, spec.x, spec.y)  # noqa: E731
         train_file, test_file = spec.path or spec.train_path, spec.test_path
     train_table = read(train_file)
-    test_table = read(test_file) if test_file else None
+    if isinstance(spec, CsvData) and test_file:
+        # the test file's columns by name, as in the training file: another order must not swap features
+        test_table = files.read_csv(test_file, spec.target, train_table.feature_names, spec.delimiter)
+    else:
+        test_table = read(test_file) if test_file else None
     if test_table is not None and test_table.x.shape[1:] != train_table.x.shape[1:]:
         raise NnctlError(f"{test_file}: rows of shape {test_table.x.shape[1:]}, the training file has {train_table.x.shape[1:]}")
     raw_targets = [train_table.y] + ([test_table.y] if test_table is not None else [])
-    encoded, class_names = encode_targets(raw_targets, spec.task, [train_file, test_file])
+    lines = [train_table.lines] + ([test_table.lines] if test_table is not None else [])
+    encoded, class_names = encode_targets(raw_targets, spec.task, [train_file, test_file], lines)
     x = train_table.x
     image_shape = x.shape[1:] if x.ndim == 3 else None
     if x.ndim == 3:
@@ -171,9 +203,21 @@ def load_user_files(loaded: LoadedConfig, seed: int) -> Dataset:
     return Dataset(train, val, test, spec.task, train_table.feature_names, class_names, image_shape)
 
 
-def encode_targets(raw: list[np.ndarray], task: str, sources: list) -> tuple[list[np.ndarray], list[str]]:
+def check_columns(loaded: LoadedConfig, columns: list[str], target: str) -> None:
+    """``data.columns``: each feature once, and never the target (it would leak the answer into the inputs)."""
+    for i, name in enumerate(columns):
+        if name == target:
+            raise loaded.error(("data", "columns", i), f"{name!r} is the target column; a target cannot also be a feature")
+        if name in columns[:i]:
+            raise loaded.error(("data", "columns", i), f"{name!r} is listed twice; list each feature column once")
+
+
+def encode_targets(raw: list[np.ndarray], task: str, sources: list, lines: list | None = None) -> tuple[list[np.ndarray], list[str]]:
     """Targets as numbers: float values for regression; for classification, indices into the sorted class
-    names (numerically sorted when every name is a number), which the checkpoint keeps."""
+    names (numerically sorted when every name is a number), which the checkpoint keeps.  A numeric class
+    label must be a whole number (-1/+1 labels are two classes): NaN, infinity or a fraction is refused, as
+    regression values would otherwise silently become hundreds of classes.
+    ``lines``: per source, the CSV line of each row (for messages), or None."""
     if task == "regression":
         out = []
         for values, source in zip(raw, sources):
@@ -185,6 +229,14 @@ def encode_targets(raw: list[np.ndarray], task: str, sources: list) -> tuple[lis
             files.check_finite(out[-1].reshape(-1, 1), f"{source}: targets")
         return out, []
     as_text = [[class_name(v) for v in values] for values in raw]
+    for k, values in enumerate(as_text):
+        for i, name in enumerate(values):
+            if is_number(name) and not (math.isfinite(float(name)) and float(name).is_integer()):
+                where = f"line {lines[k][i]}" if lines and lines[k] is not None else f"row {i}"
+                raise NnctlError(
+                    f"{sources[k]}: {where}: target {str(raw[k][i]).strip()!r} is not a class label; numeric labels must be whole numbers "
+                    "(use text class names, or loss: mse for numeric targets)"
+                )
     names = sorted({name for values in as_text for name in values})
     if all(is_number(name) for name in names):
         names = sorted(names, key=float)

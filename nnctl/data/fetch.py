@@ -124,7 +124,10 @@ def _download(url, final: Path, expected: str, retries, timeout, progress, backo
             last_error = str(getattr(exc, "reason", exc)) or type(exc).__name__
     else:
         kept = f"; the partial file {part.name} is kept and the next fetch resumes it" if part.exists() else ""
-        raise NnctlError(f"{url}: download failed after {retries + 1} attempts ({last_error}){kept}")
+        raise NnctlError(
+            f"{url}: download failed after {retries + 1} attempts ({last_error}){kept}; to download from another server "
+            f"pass --mirror URL (or set ${MIRROR_ENV}); offline, copy the IDX files ({final.name} and the others) into {final.parent}"
+        )
     actual = sha256(part)
     if actual != expected:
         part.unlink(missing_ok=True)
