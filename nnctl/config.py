@@ -22,7 +22,6 @@ from pydantic import (
     Discriminator,
     Tag,
     Field,
-    NonNegativeFloat,
     PositiveInt,
     ValidationError,
     model_serializer,
@@ -34,6 +33,8 @@ from nnctl.errors import ConfigError
 from nnctl.yamlio import KeyPath, Locations, apply_override, parse_yaml, read_yaml
 
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # pydantic's own admits infinity
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 
 
@@ -89,7 +90,7 @@ class Augment(Strict):
 
 
 class DataCommon(Strict):
-    seed: int | None = Field(None, description="seed of data generation and split; default: the run's seed")
+    seed: Annotated[int, Field(ge=0, lt=2**32)] | None = Field(None, description="seed of data generation and split; default: the run's seed")
     normalize: Literal["none", "standard", "minmax", "pca_whiten"] = Field(
         "none", description="fitted on the training split only, stored in the checkpoint (slide 8)"
     )
@@ -359,15 +360,15 @@ class McCullochPittsModel(Strict):
     """One threshold unit with fixed weights (slide 2): y = H(w.x - threshold)."""
 
     type: Literal["mcculloch_pitts"]
-    weights: Annotated[list[float], Field(min_length=1)]
-    threshold: float
+    weights: Annotated[list[FiniteFloat], Field(min_length=1)]
+    threshold: FiniteFloat
 
 
 class ThresholdLayerSpec(Strict):
     """A layer of McCulloch-Pitts units: ``weights`` has one row per unit (its input weights)."""
 
-    weights: Annotated[list[Annotated[list[float], Field(min_length=1)]], Field(min_length=1)]
-    thresholds: Annotated[list[float], Field(min_length=1)]
+    weights: Annotated[list[Annotated[list[FiniteFloat], Field(min_length=1)]], Field(min_length=1)]
+    thresholds: Annotated[list[FiniteFloat], Field(min_length=1)]
 
     @model_validator(mode="after")
     def _check(self):
@@ -513,13 +514,27 @@ LRSchedule = Annotated[
 ]
 
 
+MonitorMode = Literal["auto", "min", "max"]
+
+
 class EarlyStopping(Strict):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs (Keras's EarlyStopping)."""
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs (Keras's EarlyStopping).
+    ``restore_best`` (Keras's ``restore_best_weights``, off by default as there) scores the test set with the
+    best epoch's weights instead of the final ones."""
 
     monitor: str = "val_loss"
+    mode: MonitorMode = Field("auto", description="min or max; auto: max for *accuracy and *r2, else min")
     patience: PositiveInt = 20
     min_delta: NonNegativeFloat = 0.0
-    restore_best: bool = True
+    restore_best: bool = Field(False, description="score the test set with the best epoch's weights (checkpoints/best.npz)")
+
+
+class SelectBest(Strict):
+    """Model selection: keep the weights of the epoch with the best ``monitor`` (checkpoints/best.npz) and score
+    the test set with them (Keras's ModelCheckpoint(save_best_only=True) followed by evaluate on that file)."""
+
+    monitor: str = "val_loss"
+    mode: MonitorMode = Field("auto", description="min or max; auto: max for *accuracy and *r2, else min")
 
 
 class TrainingConfig(Strict):
@@ -529,6 +544,9 @@ class TrainingConfig(Strict):
     checkpoint_every: PositiveInt = Field(10, description="write checkpoints/last.npz every N epochs")
     lr_schedule: LRSchedule = ConstantLR(type="constant")
     early_stopping: EarlyStopping | None = None
+    select_best: SelectBest | None = Field(
+        None, description="score the test set with the best epoch by this monitor; default: the final weights"
+    )
     grad_clip: PositiveFloat | None = Field(None, description="clip the global gradient norm to this value")
     threads: Literal["auto"] | PositiveInt = Field("auto", description="BLAS threads while training; auto: see README")
     plots: bool = Field(False, description="write curves.png (and boundary.png / function.png) into the run folder")
@@ -689,13 +707,23 @@ def _check_across_sections(loaded: LoadedConfig) -> None:
     if training.plots and importlib.util.find_spec("matplotlib") is None:
         raise loaded.error(("training", "plots"), "needs matplotlib: pip install 'nnctl[plot]'")
     metrics = available_metrics(config)
-    for path, monitor in (
-        (("training", "early_stopping", "monitor"), training.early_stopping and training.early_stopping.monitor),
-        (("training", "lr_schedule", "monitor"), getattr(training.lr_schedule, "monitor", None)),
-    ):
-        if monitor and monitor not in metrics:
+    for path, monitor in monitored_metrics(training):
+        if monitor not in metrics:
             hint = " (set data.val_fraction to hold out validation data)" if monitor.startswith("val_") else ""
             raise loaded.error(path, f"{monitor!r} is not a metric of this run{hint}; available: {', '.join(metrics)}")
+
+
+    stopping, select = training.early_stopping, training.select_best
+    by = lambda watch: f"{watch.monitor} ({monitor_mode(watch.monitor, watch.mode)})"  # noqa: E731
+    if stopping and stopping.restore_best and select and by(stopping) != by(select):
+        raise loaded.error(
+            ("training", "select_best"), f"selects by {by(select)} while early_stopping.restore_best selects by {by(stopping)}: keep one of them"
+        )
+    if config.is_classic:
+        kept = "the perceptron keeps its best weights itself (pocket algorithm)" if isinstance(model, PerceptronModel) else "its weights are fixed"
+        for key in ("select_best", "early_stopping"):
+            if getattr(training, key) is not None:
+                raise loaded.error(("training", key), f"does not apply to a {model.type} model: {kept}")
 
 
 def _is_image_data(data) -> bool:
@@ -703,8 +731,22 @@ def _is_image_data(data) -> bool:
     return isinstance(data, (ImageData, DigitsData, NpzData))
 
 
-def monitor_mode(metric: str) -> str:
-    """Whether a metric improves going down ("min": losses, mae) or up ("max": accuracy, r2)."""
+def monitored_metrics(training: TrainingConfig) -> list[tuple[KeyPath, str]]:
+    """(key path, metric) of every per-epoch metric the training section watches: early stopping, best-epoch
+    selection, a plateau schedule."""
+    watched = [
+        (("training", "early_stopping", "monitor"), training.early_stopping and training.early_stopping.monitor),
+        (("training", "select_best", "monitor"), training.select_best and training.select_best.monitor),
+        (("training", "lr_schedule", "monitor"), getattr(training.lr_schedule, "monitor", None)),
+    ]
+    return [(path, monitor) for path, monitor in watched if monitor]
+
+
+def monitor_mode(metric: str, mode: str = "auto") -> str:
+    """Whether a metric improves going down ("min": losses, mae) or up ("max": accuracy, r2); ``mode`` min or
+    max overrides the guess from the name."""
+    if mode != "auto":
+        return mode
     return "max" if metric.endswith(("accuracy", "r2")) else "min"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -95,17 +94,9 @@ def print_results(metrics: dict, run_dir: Path | None, title: str) -> None:
 
 def json_line(obj) -> str:
     """Strict JSON (NaN and infinities become null) on one line."""
-    return json.dumps(_finite(obj))
+    from nnctl.runs import json_text
 
-
-def _finite(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+    return json_text(obj)
 
 
 class DownloadProgress:

@@ -6,16 +6,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from nnctl import build
-from nnctl.config import LoadedConfig, config_from_text, load_config
+from nnctl.config import LoadedConfig, load_config
 from nnctl.data import load_data
 from nnctl.data.preprocess import Preprocessor
 from nnctl.engine.model import Sequential
 from nnctl.errors import NnctlError
 from nnctl.metrics import Head
-from nnctl.runs import RunFolder, is_run_dir, load_checkpoint, read_json
+from nnctl.resume import checkpoint_config, describe_differences, unsafe_differences
+from nnctl.runs import RunFolder, is_run_dir, load_checkpoint
 
 
 @dataclass
@@ -28,33 +28,52 @@ class Restored:
     meta: dict
 
 
+CHECKPOINTS = ("checkpoints/last.npz", "checkpoints/best.npz")
+
+
 def find_checkpoint(run_dir: Path) -> Path:
-    """The checkpoint summary.json's test metrics were computed with; without a summary, best then last."""
+    """The checkpoint summary.json's test metrics were computed with; without a summary (a run still going,
+    or killed), the final weights (last.npz)."""
     run = RunFolder(run_dir)
-    if run.summary_path.exists():
-        checkpoint = run.path / read_json(run.summary_path).get("checkpoint", "checkpoints/last.npz")
-        if checkpoint.exists():
-            return checkpoint
-    for which in ("best", "last"):
-        if run.checkpoint(which).exists():
-            return run.checkpoint(which)
+    summary = run.read_summary()
+    if summary is not None and "checkpoint" in summary:
+        if summary["checkpoint"] not in CHECKPOINTS:
+            raise NnctlError(f"{run.summary_path}: checkpoint: {summary['checkpoint']!r} is not allowed; allowed: {', '.join(CHECKPOINTS)}")
+        if (run.path / summary["checkpoint"]).is_file():
+            return run.path / summary["checkpoint"]
+    if run.checkpoint("last").is_file():
+        return run.checkpoint("last")
     raise NnctlError(f"{run_dir}: the run has no checkpoint yet (checkpoints/last.npz is missing)")
 
 
+def check_run_config(run_dir: Path, trained: LoadedConfig) -> None:
+    """A run's config.yaml must say what its checkpoint was trained with: an edited seed, say, would
+    silently score another split.  Only the keys that resume --force may change are allowed to differ."""
+    edited = load_config(Path(run_dir) / "config.yaml")  # reports a broken edit with its line
+    differences = unsafe_differences(trained, edited)
+    if differences:
+        raise NnctlError(
+            f"{Path(run_dir) / 'config.yaml'}: differs from the config its checkpoint was trained with "
+            f"({describe_differences(differences)}); restore it, or give the checkpoint file to use the config inside it"
+        )
+
+
 def restore(target: str | Path) -> Restored:
-    """From a run folder (its config.yaml and chosen checkpoint) or a checkpoint file (its embedded config).
-    Needs no training data: the checkpoint's metadata says what the inputs and outputs are."""
+    """From a run folder (its chosen checkpoint) or a checkpoint file, always with the config the checkpoint
+    was trained with (embedded in it).  Needs no training data: the checkpoint's metadata says what the
+    inputs and outputs are."""
     target = Path(target)
     if target.is_dir():
         if not is_run_dir(target):
             raise NnctlError(f"{target}: not a run folder (no run.json and config.yaml); give a run folder or a .npz checkpoint")
         checkpoint = find_checkpoint(target)
         arrays, meta = load_checkpoint(checkpoint)
-        loaded = load_config(target / "config.yaml")
+        loaded = checkpoint_config(checkpoint, meta)
+        check_run_config(target, loaded)
     elif target.is_file():
         checkpoint = target
         arrays, meta = load_checkpoint(checkpoint)
-        loaded = config_from_text(yaml.safe_dump(meta.get("config")), f"{checkpoint} (embedded config)")
+        loaded = checkpoint_config(checkpoint, meta)
     else:
         raise NnctlError(f"{target}: no such run folder or checkpoint")
     config = loaded.config

@@ -10,16 +10,20 @@ import yaml
 from nnctl.config import flatten
 from nnctl.errors import NnctlError
 from nnctl.runref import natural_key
-from nnctl.runs import is_run_dir
+from nnctl.runs import RunFolder, is_run_dir
 
 #: config keys worth a column in a listing
 KEY_COLUMNS = ("data.dataset", "optimizer.name", "optimizer.lr", "training.epochs", "seed")
 
 
 def read_run(path: Path) -> dict:
-    info = json.loads((path / "run.json").read_text())
-    config = flatten(yaml.safe_load((path / "config.yaml").read_text()) or {})
-    summary = json.loads((path / "summary.json").read_text()) if (path / "summary.json").exists() else {}
+    run = RunFolder(path)
+    info = run.read_run_info()
+    config = yaml.safe_load(run.config_path.read_text())
+    if not isinstance(config, dict):
+        raise NnctlError(f"{run.config_path}: not a config (a mapping of keys is expected)")
+    config = flatten(config)
+    summary = run.read_summary() or {}
     metrics = {k: v for k, v in summary.items() if k.startswith(("test_", "val_", "train_")) and isinstance(v, (int, float))}
     name = config.get("name")
     return {
@@ -37,8 +41,9 @@ def list_runs(folder: Path) -> list[dict]:
     for path in candidates:
         try:
             run = read_run(path)
-        except (OSError, ValueError, yaml.YAMLError) as exc:  # a run being written, or damaged
-            entries.append({"run_dir": str(path), "name": None, "status": f"unreadable ({type(exc).__name__})", "config": {}, "metrics": {}})
+        except (OSError, ValueError, yaml.YAMLError, NnctlError) as exc:  # a run being written, or damaged
+            reason = "damaged" if isinstance(exc, NnctlError) else type(exc).__name__
+            entries.append({"run_dir": str(path), "name": None, "status": f"unreadable ({reason})", "config": {}, "metrics": {}})
             continue
         run["config"] = {key: run["config"].get(key) for key in KEY_COLUMNS if key in run["config"]}
         entries.append(run)

@@ -8,42 +8,68 @@ A run folder holds::
     metrics.jsonl        one JSON object per epoch
     metrics.csv          the same rows as CSV
     checkpoints/last.npz the weights after the last checkpointed epoch
-    checkpoints/best.npz the best weights by the monitored metric (val_loss, or early_stopping.monitor)
+    checkpoints/best.npz the best epoch by training.select_best (or early_stopping with restore_best), when asked
     summary.json         final test metrics, best epoch, epochs run, training time
 
 Checkpoints, config.yaml, run.json and summary.json are written atomically: to a temporary file in the
 same folder, flushed and fsynced, then moved over the old one with ``os.replace``; a crash leaves either
-the old or the new version.  The metrics files are append-only logs.
+the old or the new version (and a temporary file, removed by the next resume).  The metrics files are
+append-only logs, fsynced before every checkpoint.  Every JSON text is strict JSON: a non-finite number
+(an undefined R², say) is written as null.  One process writes a run folder at a time (``RunLock``).
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
+import math
 import os
+import stat
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from nnctl.data.files import is_zip
 from nnctl.errors import NnctlError
 
 CHECKPOINT_FORMAT = "nnctl-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: best-epoch trackers by name (select_best, early stopping), strict JSON metadata
 META_KEY = "meta.json"
 
 
 # --------------------------------------------------------------------------------------------- files
 
 
+TEMP_SUFFIX = ".tmp"
+
+
+def _read_umask() -> int:
+    umask = os.umask(0)  # the only way to read it is to set it: done once, at import, before any thread starts
+    os.umask(umask)
+    return umask
+
+
+UMASK = _read_umask()
+
+
+def mode_for_writing(path: Path) -> int:
+    """The permissions a file written to ``path`` gets: an existing file keeps its own, a new one gets 0666 less
+    the umask, as ``open()`` would give it (``mkstemp`` alone would make every file 0600)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~UMASK
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    mode = mode_for_writing(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -73,8 +99,36 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def remove_temporary_files(folder: Path) -> list[Path]:
+    """Delete the temporary files that writes killed half-way left in ``folder`` and its subfolders."""
+    removed = []
+    for tmp in Path(folder).rglob(f".*{TEMP_SUFFIX}"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def strict_json(value):
+    """``value`` with every non-finite float (NaN, inf) replaced by None, so that it is valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    if isinstance(value, np.generic):
+        return strict_json(value.item())
+    return value
+
+
+def json_text(value, indent: int | None = None) -> str:
+    """Strict JSON (non-finite numbers as null) of ``value``."""
+    return json.dumps(strict_json(value), indent=indent, allow_nan=False)
+
+
 def write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
+    atomic_write_text(path, json_text(obj, indent=2) + "\n")
 
 
 def read_json(path: Path) -> dict:
@@ -86,39 +140,65 @@ def read_json(path: Path) -> dict:
         raise NnctlError(f"{path}: not valid JSON ({exc})") from None
 
 
+def read_json_object(path: Path, what: str) -> dict:
+    """A JSON file that must hold an object; anything else is an error naming the file."""
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise NnctlError(f"{path}: not a {what} (a JSON object is expected, found {type(value).__name__})")
+    return value
+
+
 # --------------------------------------------------------------------------------------- checkpoints
 
 
 def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     """An ``.npz`` of plain numeric arrays, plus the JSON metadata as a string array named ``meta.json``."""
     buffer = io.BytesIO()
-    np.savez(buffer, **arrays, **{META_KEY: np.array(json.dumps(meta))})
+    np.savez(buffer, **arrays, **{META_KEY: np.array(json_text(meta))})
     atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
-    """Read every array eagerly (so a truncated file fails here) with pickles refused."""
+    """Read every array eagerly (so a truncated file fails here) with pickles refused, and every size an
+    array header or zip member declares checked before it is allocated; the metadata must be a JSON object
+    whose known keys have the types nnctl writes."""
+    from nnctl.data.files import read_npz_arrays
+
     path = Path(path)
     if not path.is_file():
         raise NnctlError(f"{path}: checkpoint not found")
-    if not is_zip(path):
-        raise NnctlError(f"{path}: not a valid checkpoint: not an .npz file (empty, truncated or another format)")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise NnctlError(f"{path}: the checkpoint contains Python objects (pickle); refused") from None
-        raise NnctlError(f"{path}: not a valid checkpoint ({exc})") from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise NnctlError(f"{path}: not a valid checkpoint: truncated or not an .npz file ({exc})") from None
+    arrays, _ = read_npz_arrays(path, None, kind="checkpoint")
     meta_array = arrays.pop(META_KEY, None)
-    try:
-        meta = json.loads(str(meta_array)) if meta_array is not None else None
-    except json.JSONDecodeError:
-        meta = None
+    meta = None
+    if meta_array is not None and meta_array.ndim == 0 and meta_array.dtype.kind == "U":
+        try:
+            meta = json.loads(str(meta_array))
+        except (json.JSONDecodeError, RecursionError):
+            meta = None
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise NnctlError(f"{path}: not an nnctl checkpoint (no {META_KEY} with format {CHECKPOINT_FORMAT!r})")
+
+    def names(value) -> bool:
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+    def whole(value, low: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    expected = {
+        "n_features": (lambda v: whole(v, 1), "a whole number of at least 1"),
+        "task": (lambda v: v in ("classification", "regression"), "classification or regression"),
+        "class_names": (names, "a list of class names"),
+        "input_columns": (lambda v: v is None or names(v), "a list of column names"),
+        "image_shape": (lambda v: v is None or (isinstance(v, list) and len(v) == 2 and all(whole(n, 1) for n in v)), "[height, width]"),
+        "playground_features": (lambda v: v is None or names(v), "a list of feature names"),
+        "config": (lambda v: isinstance(v, dict), "a mapping (the run's config)"),
+        "epoch": (lambda v: whole(v, 0), "a whole number"),
+    }
+    for key, (valid, allowed) in expected.items():
+        if key in meta and not valid(meta[key]):
+            shown = repr(meta[key])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise NnctlError(f"{path}: not a valid checkpoint: its {META_KEY} has {key}: {shown}; expected {allowed}")
     return arrays, meta
 
 
@@ -174,16 +254,26 @@ class RunFolder:
     def checkpoint(self, which: str) -> Path:
         return self.path / "checkpoints" / f"{which}.npz"
 
-    def update_run_info(self, **fields) -> dict:
-        info = read_json(self.run_json_path) if self.run_json_path.exists() else {}
+    def read_run_info(self) -> dict:
+        """run.json as a dict ({} before it is written)."""
+        return read_json_object(self.run_json_path, "run.json") if self.run_json_path.exists() else {}
+
+    def update_run_info(self, remove: tuple[str, ...] = (), **fields) -> dict:
+        info = self.read_run_info()
+        for key in remove:
+            info.pop(key, None)
         info.update(fields)
         write_json(self.run_json_path, info)
         return info
 
+    def read_summary(self) -> dict | None:
+        """summary.json as a dict, None when there is none yet."""
+        return read_json_object(self.summary_path, "summary") if self.summary_path.exists() else None
+
     def append_metrics(self, row: dict) -> None:
         """Append one epoch's row to metrics.jsonl and metrics.csv (the CSV header comes from the first row)."""
         with open(self.metrics_jsonl_path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(row) + "\n")
+            handle.write(json_text(row) + "\n")
         new_csv = not self.metrics_csv_path.exists() or self.metrics_csv_path.stat().st_size == 0
         with open(self.metrics_csv_path, "a", encoding="utf-8", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(row))
@@ -191,27 +281,87 @@ class RunFolder:
                 writer.writeheader()
             writer.writerow(row)
 
+    def sync_metrics(self) -> None:
+        """fsync the metrics logs: called before a checkpoint is written, so that it never outlives its rows."""
+        for path in (self.metrics_jsonl_path, self.metrics_csv_path):
+            if path.exists():
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        _fsync_folder(self.path)  # a metrics file created since the last checkpoint: its folder entry too
+
     def read_metrics(self) -> list[dict]:
-        """The rows of metrics.jsonl; a last line cut short by a crash is skipped."""
+        """The rows of metrics.jsonl; a last line cut short by a crash (or not a row at all) ends them."""
         if not self.metrics_jsonl_path.exists():
             return []
         rows = []
-        for line in self.metrics_jsonl_path.read_text(encoding="utf-8").splitlines():
+        try:
+            text = self.metrics_jsonl_path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise NnctlError(f"{self.metrics_jsonl_path}: not a metrics log (not UTF-8 text)") from None
+        for line in text.splitlines():
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
                 break
+            if not isinstance(row, dict) or not isinstance(row.get("epoch"), int):
+                break
+            rows.append(row)
         return rows
 
     def rewrite_metrics(self, rows: list[dict]) -> None:
         """Replace metrics.jsonl and metrics.csv with ``rows`` (atomically), e.g. cut back to a checkpoint."""
-        atomic_write_text(self.metrics_jsonl_path, "".join(json.dumps(row) + "\n" for row in rows))
+        atomic_write_text(self.metrics_jsonl_path, "".join(json_text(row) + "\n" for row in rows))
         buffer = io.StringIO()
         if rows:
             writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\r\n")
             writer.writeheader()
             writer.writerows(rows)
         atomic_write_text(self.metrics_csv_path, buffer.getvalue())
+
+
+class RunLock:
+    """One writer per run folder: an exclusive ``flock`` on ``<run>/.lock``, held while training or resuming.
+    The kernel releases it when the process ends, however it ends (SIGKILL included), so it is never stale."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, mode_for_writing(self.path))
+        except OSError as exc:
+            raise NnctlError(f"{self.path}: cannot lock the run folder: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise NnctlError(
+                f"{self.path.parent}: another nnctl process (pid {holder}) is writing this run; "
+                "one run folder has one writer: wait for it to end, or stop it first"
+            ) from None
+        except OSError as exc:  # e.g. ENOLCK on a network file system without locks
+            os.close(fd)
+            raise NnctlError(f"{self.path}: cannot lock the run folder: {exc.strerror}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops the lock
+            self.fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire() if self.fd is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
 
 
 def is_run_dir(path: Path) -> bool:

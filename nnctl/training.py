@@ -2,21 +2,21 @@
 
 ``run_training(loaded, out_dir)`` is what ``nnctl train`` does: load the data, build the model,
 create the run folder, train epoch by epoch (metrics, checkpoints), evaluate on the test split with
-the weights that represent the run (the best by the monitored metric, else the last), and write
-summary.json.  ``resume_training(run_dir)`` continues an interrupted run from its last checkpoint.
+the final weights -- or, when the config asks for model selection (``training.select_best``,
+``early_stopping.restore_best``), the best epoch's -- and write summary.json, which says which epoch was
+scored and why.  ``resume_training`` continues a run (``nnctl.resume`` checks it may).
 
 Networks learn by backpropagation in ``Trainer``; the classic threshold models of the lecture's first
 slides are evaluated (McCulloch-Pitts) or trained by the perceptron rule in ``PerceptronTrainer``.
 
 Everything a run's future depends on -- weights, optimizer moments, the schedule, every random
-generator, the early-stopping tracker, even the position inside an interrupted epoch -- is part of
+generator, the best-epoch trackers, even the position inside an interrupted epoch -- is part of
 the ``TrainState`` that checkpoints hold, so a resumed run is bit-identical to one never interrupted.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import platform
 import signal
 import sys
@@ -31,7 +31,7 @@ import numpy as np
 
 import nnctl
 from nnctl import build
-from nnctl.config import LoadedConfig, PerceptronModel, PlaygroundData, monitor_mode
+from nnctl.config import LoadedConfig, PerceptronModel, PlaygroundData, monitor_mode, monitored_metrics
 from nnctl.data import Dataset, Split, load_data
 from nnctl.data.augment import Augmenter
 from nnctl.data.preprocess import fit_preprocessor
@@ -44,16 +44,18 @@ from nnctl.runs import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
     RunFolder,
+    RunLock,
     atomic_write_text,
     create_exact_run_dir,
     create_run_dir,
-    read_json,
     save_checkpoint,
     write_json,
 )
 from nnctl.seeding import generator
 
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}
+#: the arrays of the best epoch's model inside last.npz (with model selection), so resume never needs best.npz
+BEST_PREFIX = "best_model/"
 #: training data up to this size is shuffled into one new copy per epoch; larger data batch by batch
 EPOCH_GATHER_BYTES = 64 * 2**20
 
@@ -102,73 +104,89 @@ def run_training(
     data = load_data(loaded)
     build.check_model_fits_data(loaded, data)
     build.check_model_size(loaded, data.n_features)
+    check_monitored_metrics_defined(loaded, data)
     run = RunFolder(create_run_dir(out_dir, config.name) if run_dir is None else create_exact_run_dir(run_dir))
-    atomic_write_text(run.config_path, config.to_yaml())
-    run.update_run_info(
-        status="running",
-        started=now(),
-        command=command if command is not None else sys.argv,
-        seed=config.seed,
-        versions={"nnctl": nnctl.__version__, "numpy": np.__version__, "python": platform.python_version()},
-    )
-    trainer_class = PerceptronTrainer if isinstance(config.model, PerceptronModel) else Trainer
-    trainer = trainer_class(loaded, data, run, reporter or Reporter())
-    run.update_run_info(blas_threads=trainer.threads)
-    return _run(trainer, run)
+    with RunLock(run.path):
+        atomic_write_text(run.config_path, config.to_yaml())
+        run.update_run_info(
+            status="running",
+            started=now(),
+            command=command if command is not None else sys.argv,
+            seed=config.seed,
+            versions={"nnctl": nnctl.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        )
+        trainer_class = PerceptronTrainer if isinstance(config.model, PerceptronModel) else Trainer
+        trainer = trainer_class(loaded, data, run, reporter or Reporter())
+        run.update_run_info(blas_threads=trainer.threads)
+        return _run(trainer, run)
 
 
-def resume_training(loaded: LoadedConfig, run: RunFolder, reporter: Reporter | None = None, command=None) -> RunResult:
-    """Continue ``run`` from checkpoints/last.npz (the caller has checked the config against the run's)."""
-    from nnctl.runs import load_checkpoint
+def check_monitored_metrics_defined(loaded: LoadedConfig, data: Dataset) -> None:
+    """R² divides by the variance of the targets: on a split whose targets are all equal it is undefined,
+    and a run that monitors it (early stopping, best-epoch selection, a plateau schedule) could not work."""
+    for path, monitor in monitored_metrics(loaded.config.training):
+        if monitor.endswith("_r2"):
+            split = data.split(monitor.split("_")[0])
+            if split is not None and len(split) and np.ptp(split.y.astype(np.float64)) == 0:
+                raise loaded.error(
+                    path, f"{monitor} is undefined for this data: every {monitor.split('_')[0]} target is {split.y[0]!r}; monitor val_loss instead"
+                )
 
+
+def resume_training(loaded: LoadedConfig, run: RunFolder, reporter: Reporter | None = None, command=None, checkpoint=None) -> RunResult:
+    """Continue ``run`` from ``checkpoint`` (the arrays and metadata of checkpoints/last.npz, whose config the
+    caller, ``nnctl.resume``, has checked), or from the start when the run was killed before its first one.
+    A run whose epochs are all done but whose summary is missing gets its summary written."""
     config = loaded.config
     if config.is_classic:
         raise NnctlError(f"{run.path}: a {config.model.type} run has nothing to resume (it trains in well under a second): train it again")
     data = load_data(loaded)
     build.check_model_fits_data(loaded, data)
-    arrays, meta = load_checkpoint(run.checkpoint("last"))
+    check_monitored_metrics_defined(loaded, data)
     trainer = Trainer(loaded, data, run, reporter or Reporter())
-    trainer.load_checkpoint_state(arrays, meta)
-    summary = read_json(run.summary_path) if run.summary_path.exists() else {}
-    if str(summary.get("stop_reason", "")).startswith("early stopping"):
-        raise NnctlError(f"{run.path}: the run ended by early stopping ({summary['stop_reason']}); there is nothing to resume")
-    if trainer.state.epoch >= config.training.epochs and trainer.state.progress is None:
+    if checkpoint is not None:
+        trainer.load_checkpoint_state(*checkpoint)
+    summary = run.read_summary()
+    has_final_summary = summary is not None and summary.get("status") != "interrupted"
+    all_epochs_done = trainer.state.progress is None and (trainer.state.epoch >= config.training.epochs or trainer.early_stopping_reason())
+    if all_epochs_done and has_final_summary:
+        if trainer.early_stopping_reason():
+            raise NnctlError(f"{run.path}: the run ended by early stopping ({trainer.early_stopping_reason()}); there is nothing to resume")
         raise NnctlError(f"{run.path}: the run already finished its {config.training.epochs} epochs; raise training.epochs to train longer")
     rows = [row for row in run.read_metrics() if row["epoch"] <= trainer.state.epoch]
+    if [row["epoch"] for row in rows] != list(range(1, trainer.state.epoch + 1)):
+        raise NnctlError(f"{run.metrics_jsonl_path}: the metrics log lacks rows of epochs 1-{trainer.state.epoch}, which the checkpoint covers")
     run.rewrite_metrics(rows)  # rows written after the checkpoint are recomputed, never duplicated
     trainer.rows = rows
-    info = run.update_run_info()
+    info = run.read_run_info()
     trainer.threads = info.get("blas_threads", trainer.threads)  # the run's own count: the same numbers
     resumes = info.get("resumes", []) + [{"at": now(), "from_epoch": trainer.state.epoch, "command": command or sys.argv}]
-    run.update_run_info(status="running", resumes=resumes)
+    run.update_run_info(status="running", resumes=resumes, blas_threads=trainer.threads)
     atomic_write_text(run.config_path, config.to_yaml())
+    if checkpoint is not None:
+        trainer.save("last", trainer.snapshot())  # with the config just accepted (resume --force may change it)
+    run.summary_path.unlink(missing_ok=True)  # it described the run before this resume; a new one is written
     return _run(trainer, run)
 
 
-#: multiply-adds in the largest layer's product per batch above which ``threads: auto`` uses every core
-AUTO_THREADS_WORK = 1_000_000
+def blas_threads(config, n_features: int) -> int | str:
+    """``training.threads``: a count, or "auto", which follows the machine's load during the run (nnctl.threads)
+    and is 1 for a model whose largest product per batch is too small to split (a Playground-size network).
+    run.json records it and resume reuses it; BLAS results differ in the last bits between thread counts,
+    so only a fixed count repeats bit for bit whatever the load."""
+    from nnctl import threads
 
-
-def blas_threads(config, n_features: int) -> int:
-    """``training.threads``, with auto resolved from the machine and the model, never from a timing: BLAS
-    results differ in the last bits between thread counts, so the choice must be the same every time for
-    a run to be reproducible.  Auto is every core when the largest layer multiplies at least
-    AUTO_THREADS_WORK numbers per batch (an MNIST-size layer), else 1: a Playground-size product is too
-    small to split (measured in benchmarks/)."""
-    if config.training.threads != "auto":
-        return config.training.threads
     work = config.training.batch_size * build.largest_layer_product(config.model, n_features)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return cores if work >= AUTO_THREADS_WORK else 1
+    return threads.resolve(config.training.threads, work)
 
 
 def _run(trainer: "Trainer", run: RunFolder) -> RunResult:
-    from threadpoolctl import threadpool_limits
+    from nnctl.threads import training_threads
 
     try:
         # overflow is expected when training diverges; the loop detects non-finite losses itself
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), StopOnSignal(trainer), threadpool_limits(
-            trainer.threads
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), StopOnSignal(trainer), training_threads(
+            trainer.threads, run
         ):
             result = trainer.fit()
         if trainer.config.training.plots and result.status != "interrupted":
@@ -177,13 +195,22 @@ def _run(trainer: "Trainer", run: RunFolder) -> RunResult:
             write_run_plots(run.path)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, (KeyboardInterrupt, SystemExit)) else "failed"
+        if isinstance(exc, OSError) or getattr(exc, "exit_code", None) == EXIT_FAILED:
+            exc = NnctlError(f"{exc if isinstance(exc, NnctlError) else os_error_text(exc)}; {trainer.where_it_stands()}", EXIT_FAILED)
         try:
             run.update_run_info(status=status, ended=now(), error=str(exc) or type(exc).__name__)
         except OSError:
             pass  # e.g. the disk is full: the original error is the one to report
+        if isinstance(exc, NnctlError):
+            raise exc from None
         raise
-    run.update_run_info(status=result.status, ended=now(), **({"message": result.message} if result.message else {}))
+    # a finished run no longer carries the message or error of an earlier interruption or failure
+    run.update_run_info(remove=("message", "error"), status=result.status, ended=now(), **({"message": result.message} if result.message else {}))
     return result
+
+
+def os_error_text(exc: OSError) -> str:
+    return f"{exc.filename}: {exc.strerror or exc}" if exc.filename else str(exc.strerror or exc)
 
 
 class StopOnSignal:
@@ -229,11 +256,13 @@ def describe_inputs(config, data: Dataset) -> dict:
 
 class BestTracker:
     """The best value of a monitored metric so far, and how many epochs have passed without improving
-    on it by more than ``min_delta`` (Keras's EarlyStopping and ModelCheckpoint(save_best_only))."""
+    on it by more than ``min_delta`` (Keras's EarlyStopping and ModelCheckpoint(save_best_only)).
+    An undefined value (NaN) is never an improvement."""
 
-    def __init__(self, monitor: str | None, min_delta: float = 0.0):
+    def __init__(self, monitor: str, mode: str = "auto", min_delta: float = 0.0):
         self.monitor = monitor
-        self.sign = 1.0 if monitor is None or monitor_mode(monitor) == "min" else -1.0
+        self.mode = monitor_mode(monitor, mode)
+        self.sign = 1.0 if self.mode == "min" else -1.0
         self.min_delta = min_delta
         self.best = math.inf
         self.best_epoch: int | None = None
@@ -241,8 +270,6 @@ class BestTracker:
 
     def update(self, row: dict) -> bool:
         """True when this epoch is the new best."""
-        if self.monitor is None:
-            return False
         value = self.sign * row[self.monitor]
         if value < self.best - self.min_delta:
             self.best, self.best_epoch, self.waited = value, row["epoch"], 0
@@ -255,10 +282,12 @@ class BestTracker:
         return None if self.best_epoch is None else self.sign * self.best
 
     def state_dict(self) -> dict:
-        return {"best": self.best, "best_epoch": self.best_epoch, "waited": self.waited}
+        best = self.best if math.isfinite(self.best) else None  # None: no defined value yet (JSON has no infinity)
+        return {"best": best, "best_epoch": self.best_epoch, "waited": self.waited}
 
     def load_state_dict(self, state: dict) -> None:
-        self.best, self.best_epoch, self.waited = state["best"], state["best_epoch"], state["waited"]
+        self.best = math.inf if state["best"] is None else state["best"]
+        self.best_epoch, self.waited = state["best_epoch"], state["waited"]
 
 
 @dataclass
@@ -329,6 +358,7 @@ class Trainer:
         self.rows: list[dict] = []
         self.stop_signal: int | None = None
         self.threads = blas_threads(config, data.n_features)
+        self.last_saved_epoch: int | None = None  # the epoch checkpoints/last.npz holds
         if config.is_classic:
             return
         params, grads = self.model.flatten_parameters()  # one vector each: a few NumPy calls per update
@@ -340,9 +370,16 @@ class Trainer:
         self.grad_clip = config.training.grad_clip
         self.has_batchnorm = any(isinstance(layer, BatchNorm) for layer in self.model.layers)
         self.dropout_rng = next((layer.rng for layer in self.model.layers if isinstance(layer, Dropout)), None)
-        stopping = config.training.early_stopping
-        default_monitor = "val_loss" if self.val is not None else None
-        self.tracker = BestTracker(stopping.monitor if stopping else default_monitor, stopping.min_delta if stopping else 0.0)
+        # Which weights score the test set is the user's choice: the final ones unless training.select_best or
+        # early_stopping.restore_best asks for the best epoch by a monitored metric (then kept in best.npz).
+        stopping, select = config.training.early_stopping, config.training.select_best
+        self.stopper = BestTracker(stopping.monitor, stopping.mode, stopping.min_delta) if stopping else None
+        if stopping and stopping.restore_best:
+            self.selector, self.selected_by = self.stopper, "early_stopping.restore_best"
+        elif select:
+            self.selector, self.selected_by = BestTracker(select.monitor, select.mode), "training.select_best"
+        else:
+            self.selector, self.selected_by = None, None
         self.best_state: dict | None = None
 
     def prepare(self, split: Split | None) -> Split | None:
@@ -354,10 +391,15 @@ class Trainer:
         training = self.config.training
         self.reporter.start(self.run.path, training.epochs, self.model.num_params(), first_epoch=self.state.epoch + 1)
         last_good = self.snapshot()
-        last_saved = self.state.epoch if self.state.epoch else None
+        if self.last_saved_epoch is None:
+            self.save("last", last_good)  # epoch 0: a run killed before its first epoch resumes from the start
         status, stop_reason = "completed", "completed all epochs"
         try:
             while self.state.epoch < training.epochs:
+                stop_reason = self.early_stopping_reason()
+                if stop_reason:  # checked here, so a run killed right after deciding to stop stops on resume
+                    break
+                stop_reason = "completed all epochs"
                 try:
                     if self.stop_signal is not None:
                         raise Interrupted
@@ -376,23 +418,23 @@ class Trainer:
                 last_good = self.snapshot()
                 if self.state.epoch % training.checkpoint_every == 0:
                     self.save("last", last_good)
-                    last_saved = self.state.epoch
-                stopping = training.early_stopping
-                if stopping and self.tracker.waited >= stopping.patience:
-                    stop_reason = (
-                        f"early stopping: {stopping.monitor} did not improve for {stopping.patience} epochs "
-                        f"(best {self.tracker.best_value:.6g} in epoch {self.tracker.best_epoch})"
-                    )
-                    break
         finally:
             self.reporter.end()
         if status == "diverged":
             rollbacks = self.state.rollbacks
             self.restore(last_good)
             self.state.rollbacks = rollbacks
-        if last_saved != last_good["state"].epoch:
+        if self.last_saved_epoch != last_good["state"].epoch:
             self.save("last", last_good)
         return self.finish(status, stop_reason, last_good)
+
+    def early_stopping_reason(self) -> str:
+        """Why training stops early now ('' to go on): the monitored metric stopped improving."""
+        stopping, tracker = self.config.training.early_stopping, self.stopper
+        if stopping is None or tracker.waited < stopping.patience:
+            return ""
+        best = f"best {tracker.best_value:.6g} in epoch {tracker.best_epoch}" if tracker.best_epoch else "never a defined value"
+        return f"early stopping: {stopping.monitor} did not improve for {stopping.patience} epochs ({best})"
 
     def train_epoch(self) -> dict:
         """One pass over the training rows in shuffled minibatches (or the rest of an interrupted pass).
@@ -472,9 +514,12 @@ class Trainer:
         monitor = getattr(self.config.training.lr_schedule, "monitor", None)
         if monitor:
             self.schedule.observe(row[monitor])
-        if self.tracker.update(row):
-            self.best_state = self.snapshot()
-            self.save("best", self.best_state)
+        stopper_improved = self.stopper.update(row) if self.stopper else False
+        if self.selector is not None:
+            improved = stopper_improved if self.selector is self.stopper else self.selector.update(row)
+            if improved:
+                self.best_state = self.snapshot()
+                self.save("best", self.best_state)
 
     def roll_back(self, last_good: dict, failed_epoch: int) -> None:
         """training.on_nonfinite: rollback -- back to the last good epoch, with the learning rate lowered."""
@@ -492,7 +537,7 @@ class Trainer:
             "model": {k: v.copy() for k, v in self.model.state_dict().items()},
             "optimizer": {k: v.copy() for k, v in self.optimizer.state_dict().items()},
             "schedule": dict(self.schedule.state_dict()),
-            "tracker": self.tracker.state_dict(),
+            "trackers": {name: tracker.state_dict() for name, tracker in self.trackers().items()},
             "rng": self.rng_states(),
             "state": TrainState(self.state.epoch, self.state.lr_scale, list(self.state.rollbacks), copy(self.state.progress)),
         }
@@ -501,10 +546,19 @@ class Trainer:
         self.model.load_state_dict(snapshot["model"])
         self.optimizer.load_state_dict(snapshot["optimizer"])
         self.schedule.load_state_dict(snapshot["schedule"])
-        self.tracker.load_state_dict(snapshot["tracker"])
+        trackers = self.trackers()
+        if set(snapshot["trackers"]) != set(trackers):
+            raise ValueError(f"monitored metrics {sorted(snapshot['trackers'])}, the config has {sorted(trackers)}")
+        for name, state in snapshot["trackers"].items():
+            trackers[name].load_state_dict(state)
         self.set_rng_states(snapshot["rng"])
         saved = snapshot["state"]
         self.state = TrainState(saved.epoch, saved.lr_scale, list(saved.rollbacks), copy(saved.progress))
+
+    def trackers(self) -> dict[str, BestTracker]:
+        """The distinct best-epoch trackers (restore_best selects with the early-stopping tracker itself)."""
+        named = {"early_stopping": self.stopper, "select_best": None if self.selector is self.stopper else self.selector}
+        return {name: tracker for name, tracker in named.items() if tracker is not None}
 
     def generators(self) -> dict:
         """Every random generator training draws from, by stream name (dropout only when the model has it)."""
@@ -524,6 +578,8 @@ class Trainer:
         state: TrainState = snapshot["state"]
         arrays = self.model_arrays(snapshot["model"])
         arrays.update({f"optimizer/{name}": value for name, value in snapshot["optimizer"].items()})
+        if which == "last" and self.best_state is not None:
+            arrays.update({f"{BEST_PREFIX}{name}": value for name, value in self.best_state["model"].items()})
         progress = None
         if state.progress is not None:
             arrays["progress/order"] = state.progress.order
@@ -535,45 +591,78 @@ class Trainer:
                 "rollbacks": state.rollbacks,
                 "progress": progress,
                 "schedule": snapshot["schedule"],
-                "tracker": snapshot["tracker"],
+                "trackers": snapshot["trackers"],
                 "rng": snapshot["rng"],
             },
         }
+        self.write_checkpoint(which, arrays, meta)
+        if which == "last":
+            self.last_saved_epoch = state.epoch
+
+    def write_checkpoint(self, which: str, arrays: dict, meta: dict) -> None:
+        """Make the metrics rows durable first: a power cut must never keep a checkpoint whose epochs'
+        rows were lost (resume cuts the logs back to the checkpoint, so later rows may be lost, never earlier)."""
         try:
+            self.run.sync_metrics()
             save_checkpoint(self.run.checkpoint(which), arrays, meta)
         except OSError as exc:
-            raise NnctlError(
-                f"{self.run.checkpoint(which)}: cannot write the checkpoint: {exc.strerror or exc}; the previous checkpoint is intact",
-                EXIT_FAILED,
-            ) from None
+            raise NnctlError(f"{self.run.checkpoint(which)}: cannot write the checkpoint: {exc.strerror or exc}", EXIT_FAILED) from None
 
     def load_checkpoint_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
         """The inverse of ``save``, for resuming; best.npz gives the best weights so far."""
         from nnctl.evaluation import model_state
-        from nnctl.runs import load_checkpoint
 
+        last = self.run.checkpoint("last")
+        if meta.get("version") != CHECKPOINT_VERSION:
+            raise NnctlError(
+                f"{last}: written by another nnctl version (checkpoint version {meta.get('version')!r}, this one reads "
+                f"{CHECKPOINT_VERSION}); it can be evaluated, not resumed"
+            )
         train_state = meta.get("train_state")
         if not train_state:
-            raise NnctlError(f"{self.run.checkpoint('last')}: the checkpoint has no training state to resume from")
-        optimizer = {k.removeprefix("optimizer/"): v for k, v in arrays.items() if k.startswith("optimizer/")}
-        progress = None
-        if train_state["progress"] is not None:
-            progress = EpochProgress(order=arrays["progress/order"], **train_state["progress"])
-        snapshot = {
-            "model": model_state(arrays, self.model, self.run.checkpoint("last")),
-            "optimizer": optimizer,
-            "schedule": train_state["schedule"],
-            "tracker": train_state["tracker"],
-            "rng": train_state["rng"],
-            "state": TrainState(meta["epoch"], train_state["lr_scale"], train_state["rollbacks"], progress),
-        }
+            raise NnctlError(f"{last}: the checkpoint has no training state to resume from")
         try:
+            progress = None
+            if train_state["progress"] is not None:
+                progress = EpochProgress(order=arrays["progress/order"], **train_state["progress"])
+            snapshot = {
+                "model": model_state(arrays, self.model, last),
+                "optimizer": {k.removeprefix("optimizer/"): v for k, v in arrays.items() if k.startswith("optimizer/")},
+                "schedule": train_state["schedule"],
+                "trackers": train_state["trackers"],
+                "rng": train_state["rng"],
+                "state": TrainState(meta["epoch"], train_state["lr_scale"], train_state["rollbacks"], progress),
+            }
             self.restore(snapshot)
-        except (KeyError, ValueError, TypeError) as exc:
-            raise NnctlError(f"{self.run.checkpoint('last')}: the training state does not fit this model ({exc})") from None
-        if self.tracker.best_epoch is not None and self.run.checkpoint("best").exists():
-            best_arrays, best_meta = load_checkpoint(self.run.checkpoint("best"))
-            self.best_state = dict(snapshot, model=model_state(best_arrays, self.model, self.run.checkpoint("best")))
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            raise NnctlError(f"{last}: the training state does not fit this model ({type(exc).__name__}: {exc})") from None
+        self.last_saved_epoch = self.state.epoch
+        if self.selector is not None and self.selector.best_epoch is not None:
+            # the best weights so far travel in last.npz: best.npz may already hold a later epoch's (written at
+            # every improvement, while last.npz is written every checkpoint_every epochs) -- rewrite it from them
+            best_model = {f"model/{k.removeprefix(BEST_PREFIX)}": v for k, v in arrays.items() if k.startswith(BEST_PREFIX)}
+            best_state = TrainState(self.selector.best_epoch, self.state.lr_scale, list(self.state.rollbacks), None)
+            self.best_state = dict(snapshot, model=model_state(best_model, self.model, last), state=best_state)
+            if self.checkpoint_epoch("best") != self.selector.best_epoch:
+                self.save("best", self.best_state)
+
+    def checkpoint_epoch(self, which: str) -> int | None:
+        """The epoch a checkpoint of this run holds (None when there is none, or it cannot be read)."""
+        from nnctl.runs import load_checkpoint
+
+        try:
+            return load_checkpoint(self.run.checkpoint(which))[1].get("epoch")
+        except NnctlError:
+            return None
+
+    def where_it_stands(self) -> str:
+        """What a run stopped by an error holds on disk, and how to continue it."""
+        if self.last_saved_epoch is None:
+            return f"the run stopped before its first checkpoint; train again, or continue with: nnctl resume {self.run.path}"
+        return (
+            f"the run stopped after epoch {self.state.epoch}; checkpoints/last.npz holds epoch {self.last_saved_epoch}; "
+            f"continue with: nnctl resume {self.run.path}"
+        )
 
     def interrupted(self) -> RunResult:
         """Stopped by a signal: checkpoint where we are (inside the epoch), tell how to continue."""
@@ -588,11 +677,20 @@ class Trainer:
         return RunResult(self.run.path, "interrupted", summary, message, self.stop_signal)
 
     def finish(self, status: str, stop_reason: str, last_good: dict) -> RunResult:
-        stopping = self.config.training.early_stopping
-        use_best = self.best_state is not None and (stopping is None or stopping.restore_best)
-        if use_best:
+        """Score the test set with the weights the config selects, and write summary.json."""
+        final = "the last finite weights (training diverged)" if status == "diverged" else "the final weights"
+        if self.selector is None:
+            checkpoint, scored_epoch, why = "last", self.state.epoch, f"{final}: no model selection was asked for"
+        elif self.best_state is None:
+            checkpoint, scored_epoch = "last", self.state.epoch
+            why = f"{final}: no epoch had a defined {self.selector.monitor} to select by ({self.selected_by})"
+        else:
             self.model.load_state_dict(self.best_state["model"])
-        summary = self.summary(status, stop_reason, "best" if use_best else "last", rollbacks=len(self.state.rollbacks) or None)
+            checkpoint, scored_epoch = "best", self.selector.best_epoch
+            why = f"the best {self.selector.monitor} ({self.selector.mode}), selected by {self.selected_by}"
+        summary = self.summary(
+            status, stop_reason, checkpoint, scored_epoch, why, rollbacks=len(self.state.rollbacks) or None
+        )
         message = ""
         if status == "diverged":
             message = (
@@ -601,16 +699,19 @@ class Trainer:
             )
         return RunResult(self.run.path, status, summary, message)
 
-    def summary(self, status: str, stop_reason: str, checkpoint: str, **extra) -> dict:
-        """summary.json: how the run ended, its last epoch's metrics, and test metrics with ``checkpoint``."""
-        tracker = getattr(self, "tracker", None)
+    def summary(self, status: str, stop_reason: str, checkpoint: str, scored_epoch: int, scored_because: str, **extra) -> dict:
+        """summary.json: how the run ended, its last epoch's metrics, and the test metrics of the weights in
+        ``checkpoint``, which are those of ``scored_epoch`` (and why those)."""
+        tracker = getattr(self, "selector", None) or getattr(self, "stopper", None)
         summary = {
             "status": status,
             "stop_reason": stop_reason,
             "epochs_run": len(self.rows),
+            "scored_epoch": scored_epoch,
+            "scored_because": scored_because,
+            "checkpoint": f"checkpoints/{checkpoint}.npz",
             "best_epoch": tracker.best_epoch if tracker else None,
             "monitor": tracker.monitor if tracker else None,
-            "checkpoint": f"checkpoints/{checkpoint}.npz",
             "train_seconds_total": sum(row.get("train_seconds", 0.0) for row in self.rows),
             **{k: v for k, v in extra.items() if v is not None},
         }
@@ -629,12 +730,14 @@ class Trainer:
         self.reporter.end()
         self.save_model_only("last")
         train_metrics = {f"train_{k}": v for k, v in self.head.evaluate(self.model, self.train.x, self.train.y).items()}
-        summary = self.summary("completed", "no trainable parameters: the model was evaluated as given", "last", **train_metrics)
+        summary = self.summary(
+            "completed", "no trainable parameters: the model was evaluated as given", "last", 0, "the fixed weights of the config", **train_metrics
+        )
         return RunResult(self.run.path, "completed", summary)
 
     def save_model_only(self, which: str) -> None:
         """A checkpoint with the model and its preprocessing, for models without a training state."""
-        save_checkpoint(self.run.checkpoint(which), self.model_arrays(self.model.state_dict()), self.checkpoint_meta(self.state.epoch))
+        self.write_checkpoint(which, self.model_arrays(self.model.state_dict()), self.checkpoint_meta(self.state.epoch))
 
     def model_arrays(self, model_state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """What eval and predict read from every checkpoint: the model's arrays and the fitted normalization."""
@@ -695,8 +798,10 @@ class PerceptronTrainer(Trainer):
         if converged_epoch is not None:
             status, checkpoint, message = "converged", "last", ""
             stop_reason = f"converged: epoch {converged_epoch} made no mistake"
+            scored_epoch, why = converged_epoch, "the final weights, which make no mistake on the training rows"
         else:
             status, checkpoint = "not_converged", "best"
+            scored_epoch, why = None, "the pocket algorithm's weights: the fewest training mistakes seen (after any update)"
             stop_reason = f"not converged: every one of {epochs} epochs made mistakes"
             unit.buffers["weight"][...] = pocket.weight
             unit.buffers["threshold"][...] = pocket.threshold
@@ -710,6 +815,8 @@ class PerceptronTrainer(Trainer):
             status,
             stop_reason,
             checkpoint,
+            scored_epoch,
+            why,
             converged_epoch=converged_epoch,
             best_train_accuracy=1.0 if converged_epoch else pocket.accuracy,
             updates=int(sum(row["mistakes"] for row in self.rows)),

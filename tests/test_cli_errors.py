@@ -146,7 +146,16 @@ def test_eval_with_mismatched_architecture(tmp_path, trained_run):
     (run / "checkpoints").mkdir()
     (run / "checkpoints/last.npz").write_bytes((trained_run / "checkpoints/last.npz").read_bytes())
     (run / "config.yaml").write_text((trained_run / "config.yaml").read_text().replace("units: 16", "units: 8", 1))
-    assert_clean_error(nnctl("eval", run), "does not match the config's model", "layers.0.weight has shape (2, 16)")
+    # an edited config.yaml no longer decides the model: the checkpoint's own config does, and the edit is named
+    assert_clean_error(nnctl("eval", run), "differs from the config its checkpoint was trained with", "model.layers.0.units: 16 -> 8")
+    # a checkpoint whose arrays do not fit the config inside it lists the mismatched arrays and shapes
+    from nnctl.runs import load_checkpoint, save_checkpoint
+
+    arrays, meta = load_checkpoint(run / "checkpoints/last.npz")
+    arrays["model/layers.0.weight"] = arrays["model/layers.0.weight"][:, :8].copy()
+    save_checkpoint(run / "checkpoints/last.npz", arrays, meta)
+    (run / "config.yaml").write_text((trained_run / "config.yaml").read_text())
+    assert_clean_error(nnctl("eval", run), "does not match the config's model", "layers.0.weight has shape (2, 8)")
 
 
 def test_divergence_stops_with_status_diverged_and_keeps_a_good_checkpoint(tmp_path):

@@ -57,7 +57,10 @@ def test_reg_plane_reaches_r2_095(runs):
 
 
 def test_eval_reproduces_summary_exactly_with_last_and_best_checkpoints(runs):
-    summary = train_json(CONFIGS / "spiral.yaml", "--set", "training.epochs=40", "--set", "data.val_fraction=0.2", out=runs)
+    summary = train_json(
+        CONFIGS / "spiral.yaml", "--set", "training.epochs=40", "--set", "data.val_fraction=0.2",
+        "--set", "training.select_best={monitor: val_loss}", out=runs,
+    )  # fmt: skip
     run = Path(summary["run_dir"])
     assert summary["checkpoint"] == "checkpoints/best.npz" and summary["best_epoch"] is not None
     best_val = min(r["val_loss"] for r in read_jsonl(run / "metrics.jsonl"))

@@ -136,7 +136,7 @@ def test_schedule_and_early_stopping_in_the_run_folder(runs):
         SPIRAL,
         "--set", "data.val_fraction=0.2",
         "--set", "training.lr_schedule={type: step, step_size: 5, gamma: 0.5}",
-        "--set", "training.early_stopping={monitor: val_accuracy, patience: 8}",
+        "--set", "training.early_stopping={monitor: val_accuracy, patience: 8, restore_best: true}",
         "--set", "training.epochs=300",
         out=runs,
     )  # fmt: skip

@@ -4,7 +4,6 @@ hostile input, and property-based tests of the config loader."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ model:
     - {type: dense, units: 192, activation: tanh}
     - {type: dense, units: 10}
 optimizer: {name: sgd, lr: 0.02, momentum: 0.9}
-training: {epochs: 60, batch_size: 16, checkpoint_every: 3}
+training: {epochs: 60, batch_size: 16, checkpoint_every: 3, select_best: {monitor: val_accuracy}}
 """
 EVERYTHING = """
 name: resume
@@ -49,7 +48,7 @@ training:
   batch_size: 16
   checkpoint_every: 4
   lr_schedule: {type: reduce_on_plateau, patience: 2, factor: 0.5}
-  early_stopping: {monitor: val_loss, patience: 40}
+  early_stopping: {monitor: val_loss, patience: 40, restore_best: true}
 """
 CONFIGS_TO_RESUME = {"sgd-momentum": BASE, "adam-dropout-batchnorm-augment": EVERYTHING}
 
@@ -123,13 +122,15 @@ def test_signal_then_resume_equals_an_uninterrupted_run(reference_runs, tmp_path
     assert process.returncode == code, stderr
     assert "Traceback" not in stderr
     assert f"continue with: nnctl resume {run}" in stderr
-    assert json.loads((run / "run.json").read_text())["status"] == "interrupted"
+    stopped = json.loads((run / "run.json").read_text())
+    assert stopped["status"] == "interrupted" and "continue with" in stopped["message"]
     assert json.loads((run / "summary.json").read_text())["status"] == "interrupted"
     result = nnctl("resume", run, "--quiet")
     assert result.returncode == 0, result.stderr
     assert_same_run(reference, run)
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "completed" and len(info["resumes"]) == 1
+    assert "message" not in info  # the old "stopped ... continue with" no longer describes the run
 
 
 @pytest.mark.parametrize("name, after_rows", [("sgd-momentum", 8), ("adam-dropout-batchnorm-augment", 10)])
@@ -149,7 +150,7 @@ def test_sigkill_then_resume_from_the_last_checkpoint(reference_runs, tmp_path, 
 def test_resume_with_a_changed_config_is_refused_unless_safe_and_forced(reference_runs, tmp_path):
     config, reference = reference_runs["sgd-momentum"]
     changed = nnctl("resume", reference, "--set", "optimizer.lr=0.5", "--set", "training.epochs=70")
-    assert_clean_error(changed, "config differs from the run's", "optimizer.lr: 0.02 -> 0.5", "training.epochs: 60 -> 70", "--force")
+    assert_clean_error(changed, "differs from the config the run was trained with", "optimizer.lr: 0.02 -> 0.5", "training.epochs: 60 -> 70", "refused")
     forced = nnctl("resume", reference, "--set", "optimizer.lr=0.5", "--force")
     assert_clean_error(forced, "refused even with --force", "optimizer.lr")
     finished = nnctl("resume", reference)
@@ -230,18 +231,30 @@ def test_disk_full_while_checkpointing_is_a_clear_error(tmp_path, monkeypatch):
     def fill_up(path, data):
         if Path(path).suffix == ".npz":
             calls["n"] += 1
-            if calls["n"] > 1:
+            if calls["n"] > 2:  # epoch 0 and epoch 5 are written
                 raise OSError(28, "No space left on device")
         return real(path, data)
 
     monkeypatch.setattr(runs, "atomic_write_bytes", fill_up)
     loaded = load_config(CONFIGS / "spiral.yaml", ["training.epochs=30", "training.checkpoint_every=5"])
-    with pytest.raises(NnctlError, match="No space left on device; the previous checkpoint is intact"):
+    with pytest.raises(NnctlError) as failure:
         training.run_training(loaded, tmp_path)
     run = next(tmp_path.iterdir())
+    # the file, the reason, and the run's real state: what the last checkpoint holds and how to go on
+    assert str(failure.value) == (
+        f"{run}/checkpoints/last.npz: cannot write the checkpoint: No space left on device; the run stopped after "
+        f"epoch 10; checkpoints/last.npz holds epoch 5; continue with: nnctl resume {run}"
+    )
     arrays, meta = runs.load_checkpoint(run / "checkpoints/last.npz")
     assert meta["epoch"] == 5
-    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+    info = json.loads((run / "run.json").read_text())
+    assert info["status"] == "failed" and "holds epoch 5" in info["error"]
+    monkeypatch.setattr(runs, "atomic_write_bytes", real)  # space is free again: the run goes on and completes
+    from nnctl.resume import resume_run
+
+    assert resume_run(run).status == "completed"
+    assert [row["epoch"] for row in read_jsonl(run / "metrics.jsonl")] == list(range(1, 31))
+    assert "error" not in json.loads((run / "run.json").read_text())
 
 
 def test_output_folder_that_cannot_be_created(tmp_path):

@@ -72,8 +72,6 @@ def load_data(loaded: LoadedConfig) -> Dataset:
 def check_augment(loaded: LoadedConfig, data: Dataset) -> None:
     """Augmentation sizes that need the data: a shift or a cutout larger than the images."""
     augment = loaded.config.data.augment
-    if not np.isfinite(augment.noise_std):
-        raise loaded.error(("data", "augment", "noise_std"), f"{augment.noise_std} is not allowed; the noise's std must be a finite number")
     if data.image_shape is None:
         return
     side = max(data.image_shape)
@@ -88,8 +86,6 @@ def _load(loaded: LoadedConfig) -> Dataset:
     config = loaded.config
     spec = config.data
     seed = config.data_seed()
-    if not 0 <= seed < 2**32:
-        raise loaded.error(("data", "seed"), f"{seed} is not allowed; a seed is a whole number from 0 to {2**32 - 1}")
     if isinstance(spec, LogicData):
         problem = resources.check_fits(2**spec.inputs * spec.repeat * (spec.inputs + 1) * 8 * 2, f"{spec.repeat:,} copies of the truth table")
         if problem:

@@ -101,8 +101,10 @@ class ReduceOnPlateau(Schedule):
             self.bad_epochs = 0
 
     def state_dict(self):
-        return {"current": self.current, "best": self.best, "bad_epochs": self.bad_epochs, "cooldown_left": self.cooldown_left}
+        best = self.best if math.isfinite(self.best) else None  # None: nothing observed yet (JSON has no infinity)
+        return {"current": self.current, "best": best, "bad_epochs": self.bad_epochs, "cooldown_left": self.cooldown_left}
 
     def load_state_dict(self, state):
-        self.current, self.best = state["current"], state["best"]
+        self.current = state["current"]
+        self.best = state["best"] if state["best"] is not None else (math.inf if self.mode == "min" else -math.inf)
         self.bad_epochs, self.cooldown_left = state["bad_epochs"], state["cooldown_left"]
