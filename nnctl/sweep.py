@@ -4,13 +4,18 @@ once per seed, on local worker processes or a Dask cluster, with a ledger that m
 A sweep folder holds::
 
     sweep.yaml       the resolved sweep file
-    trials.jsonl     the ledger: one line per event (pending, running, completed, failed, diverged, pruned)
+    trials.jsonl     the ledger: one line per event (pending, running, completed, failed, diverged, pruned,
+                     interrupted)
     trials/<id>/     each trial's ordinary run folder; <id> is a hash of the trial's overrides and seed
     summary.csv      one row per parameter point: its parameters, mean and std over seeds of each metric
     optuna.db        (method tpe) the Optuna study, so that --resume continues it
 
 Each trial is a separate ``nnctl train`` process with one BLAS thread, so a crash, a divergence or a kill
 stays inside it, and its numbers do not depend on the executor or the number of workers.
+
+SIGINT (Ctrl-C) or SIGTERM stops a sweep: no new trial starts, the running ones are asked to stop (SIGTERM:
+each checkpoints and exits; a second Ctrl-C kills them) and are recorded as interrupted, and ``--resume``
+runs every trial that did not complete.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from typing import Annotated, Any, Callable, Literal, Union
 
 import numpy as np
 import yaml
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Discriminator, Field, PositiveInt, Tag, model_validator
 
 from nnctl.config import (
     ExperimentConfig,
@@ -47,18 +52,26 @@ from nnctl.config import (
     validate_section,
 )
 from nnctl.errors import ConfigError, NnctlError
-from nnctl.runs import atomic_write_text, create_run_dir
-from nnctl.yamlio import Locations, read_yaml
+from nnctl.runs import atomic_write_text, create_run_dir, json_text
+from nnctl.yamlio import Locations, command_line_place, parse_yaml, read_yaml
 
 # ------------------------------------------------------------------------------------------ the file
+
+
+#: a sweep of more trials (parameter points x seeds) than this is refused before anything is written
+MAX_SWEEP_TRIALS = 100_000
+#: bounds of an int distribution: whole numbers a float holds exactly
+MAX_INT_BOUND = 2**53
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class Distribution(Strict):
     """A parameter drawn at random (method random or tpe)."""
 
     distribution: Literal["uniform", "loguniform", "int"]
-    low: float
-    high: float
+    low: FiniteFloat
+    high: FiniteFloat
 
     @model_validator(mode="after")
     def _check(self):
@@ -66,10 +79,19 @@ class Distribution(Strict):
             raise ValueError(f"low must be below high (got low {self.low}, high {self.high})")
         if self.distribution == "loguniform" and self.low <= 0:
             raise ValueError(f"loguniform needs low > 0 (got {self.low})")
+        if self.distribution == "int":
+            for bound in (self.low, self.high):
+                if not bound.is_integer() or abs(bound) > MAX_INT_BOUND:
+                    raise ValueError(f"an int distribution needs whole-number bounds from -2**53 to 2**53 (got {bound})")
+        if not math.isfinite(self.high - self.low):
+            raise ValueError(f"the range from low {self.low} to high {self.high} is too wide to draw from")
         return self
 
 
-ParameterSpec = Union[Annotated[list[Any], Field(min_length=1)], Distribution]
+ParameterSpec = Annotated[
+    Union[Annotated[Annotated[list[Any], Field(min_length=1)], Tag("values")], Annotated[Distribution, Tag("distribution")]],
+    Discriminator(lambda value: "distribution" if isinstance(value, (dict, Distribution)) else "values"),
+]  # one error for a bad spec: a mapping is a distribution, anything else a list of values
 
 
 class Executor(Strict):
@@ -79,14 +101,14 @@ class Executor(Strict):
 
 
 class SweepConfig(Strict):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")] = "sweep"
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)] = "sweep"
     base: str = Field(description="the experiment config, relative to the sweep file")
     method: Literal["grid", "random", "tpe"] = "grid"
-    seeds: Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)] = [0]
+    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**32)]], Field(min_length=1, max_length=MAX_SWEEP_TRIALS)] = [0]
     metric: str = "test_accuracy"
     mode: Literal["max", "min"] | None = Field(None, description="default: max for accuracy and r2, else min")
     parameters: dict[str, ParameterSpec] = Field(min_length=1)
-    trials: PositiveInt | None = Field(None, description="random / tpe: how many parameter points")
+    trials: Annotated[int, Field(ge=1, le=MAX_SWEEP_TRIALS)] | None = Field(None, description="random / tpe: how many parameter points")
     seed: int = Field(0, description="seed of the random and TPE choices of parameter points")
     overrides: list[str] = Field([], description="--set values applied to the base config of every trial")
     executor: Executor = Executor()
@@ -131,10 +153,11 @@ def one_line_sweep(base: Path, params: list[str], seeds: str | None, overrides: 
         key, sep, values = spec.partition("=")
         if not sep or not key or not values:
             raise NnctlError(f"-p {spec}: expected key.path=value1,value2,... e.g. -p optimizer.lr=0.1,0.03")
-        try:
-            parameters[key] = [yaml.safe_load(v) for v in values.split(",")]
-        except yaml.YAMLError:
-            raise NnctlError(f"-p {spec}: a value is not valid YAML; separate plain values with commas") from None
+        if key in parameters:
+            raise NnctlError(f"-p {spec}: {key} is given twice; list all its values in one -p")
+        # the limits of a file (nodes, depth, Python tags) hold for each value
+        place = command_line_place("-p", spec)
+        parameters[key] = [parse_yaml(v, place, inline=True)[0] if v.strip() else None for v in values.split(",")]
     if not parameters:
         raise NnctlError(f"{base}: an experiment config needs -p key.path=v1,v2,... to sweep over (or give a sweep file)")
     try:
@@ -152,8 +175,10 @@ def one_line_sweep(base: Path, params: list[str], seeds: str | None, overrides: 
 
 
 def _checked(sweep: Sweep, locations: Locations) -> Sweep:
-    """Parameter paths must exist in the base config, and the metric must be one its runs produce."""
+    """Parameter paths must exist in the base config, and the metric must be one its runs produce; the
+    number of trials must be sane and no trial may appear twice (two would share one folder)."""
     config = sweep.config
+    _check_size(config, locations)
     if not sweep.base_path.is_file():
         raise NnctlError(f"{locations.place(('base',))}: base: {sweep.base_path} not found")
     sweep.base = load_config(sweep.base_path, config.overrides).config
@@ -170,9 +195,43 @@ def _checked(sweep: Sweep, locations: Locations) -> Sweep:
             f"{locations.place(('metric',))}: metric: no run of this sweep produces {config.metric!r}{did_you_mean(config.metric, metrics)}; "
             f"available: {', '.join(metrics)}"
         )
-    if config.method == "grid" and not list(grid_points(config)):
+    if config.method == "grid" and grid_size(config) == 0:
         raise NnctlError(f"{locations.place(('parameters',))}: parameters: the grid is empty")
     return sweep
+
+
+def grid_size(config: SweepConfig) -> int:
+    """The number of grid points, computed without listing them."""
+    return math.prod(len(spec) for spec in config.parameters.values() if isinstance(spec, list))
+
+
+def _check_size(config: SweepConfig, locations: Locations) -> None:
+    """Before anything is written: no value or seed twice, and at most MAX_SWEEP_TRIALS trials."""
+    seen_seeds: set[int] = set()
+    for index, seed in enumerate(config.seeds):
+        if seed in seen_seeds:
+            raise NnctlError(f"{locations.place(('seeds', index))}: seeds.{index}: seed {seed} appears twice; list each seed once")
+        seen_seeds.add(seed)
+    for path, spec in config.parameters.items():
+        if not isinstance(spec, list):
+            continue
+        seen_values: set[str] = set()
+        for index, value in enumerate(spec):
+            text = json.dumps(value, sort_keys=True, default=str)
+            if text in seen_values:
+                raise NnctlError(
+                    f"{locations.place(('parameters', path, index))}: parameters.{path}: the value {text[:60]} appears twice; list each value once"
+                )
+            seen_values.add(text)
+    points = grid_size(config) if config.method == "grid" else (config.trials or 0)
+    total = points * len(config.seeds)
+    if total > MAX_SWEEP_TRIALS:
+        what = f"{points:,} grid points" if config.method == "grid" else f"{points:,} trials"
+        where = ("parameters",) if config.method == "grid" else ("trials",)
+        raise NnctlError(
+            f"{locations.place(where)}: {where[0]}: {what} x {len(config.seeds)} seeds = {total:,} trials; "
+            f"a sweep may have at most {MAX_SWEEP_TRIALS:,}"
+        )
 
 
 def summary_metrics(base: ExperimentConfig) -> list[str]:
@@ -241,7 +300,7 @@ class Ledger:
     def write(self, event: str, trial: Trial, **fields) -> None:
         record = {"event": event, "trial": trial.id, "params": trial.params, "seed": trial.seed, "time": time.time(), **fields}
         with self.lock, open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(json_text(record) + "\n")  # strict JSON: an undefined metric is null
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -288,6 +347,7 @@ def run_trial(
             text=True,
             env={**os.environ, **TRIAL_ENV},
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            start_new_session=True,  # a terminal's Ctrl-C reaches the sweep only, which stops its trials once
         )
         if on_start:
             on_start(process, target)
@@ -298,11 +358,17 @@ def run_trial(
         except json.JSONDecodeError:
             summary = {}
         summary.pop("run_dir", None)
+        killed = process.returncode is not None and process.returncode < 0
+        if killed and summary.get("status") not in FINISHED:
+            # a signal (a pruner's, a Ctrl-C's) that came too late to stop the training, only its exit
+            summary = finished_summary(target) or summary
         status = summary.get("status")
-        if process.returncode == 0 and status in ("completed", "converged", "not_converged"):
+        if (process.returncode == 0 or killed) and status in FINISHED:
             outcome["status"] = "completed"
         elif status == "diverged":
             outcome["status"] = "diverged"
+        elif status == "interrupted":  # stopped by a signal after checkpointing
+            outcome["status"] = "interrupted"
         else:
             outcome["status"] = "failed"
         errors = [line.removeprefix("error: ") for line in stderr.splitlines() if line.startswith("error: ")]
@@ -314,6 +380,31 @@ def run_trial(
         if ship_files and target.exists():
             outcome["files"] = {str(p.relative_to(target)): p.read_bytes() for p in target.rglob("*") if p.is_file()}
     return outcome
+
+
+#: summary.json statuses of a run that trained to its end
+FINISHED = ("completed", "converged", "not_converged")
+
+
+def finished_summary(run_dir: Path) -> dict:
+    """summary.json of a trial killed by a signal after its training ended ({} if it had not ended).
+
+    Training writes its checkpoints, then summary.json, and only then leaves its signal handling; a signal
+    that arrives after that kills the process before it marks run.json, but the run is complete: it is a
+    completed trial, not a stopped one, and its run.json is marked so here."""
+    try:
+        summary = json.loads((Path(run_dir) / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(summary, dict) or summary.get("status") not in FINISHED:
+        return {}
+    try:
+        from nnctl.runs import RunFolder
+
+        RunFolder(Path(run_dir)).update_run_info(status=summary["status"])
+    except Exception:  # noqa: BLE001 - the ledger is the sweep's record; run.json is a courtesy
+        pass
+    return summary
 
 
 def write_shipped_files(run_dir: Path, files: dict[str, bytes]) -> None:
@@ -331,16 +422,16 @@ class LocalExecutor:
 
     def __init__(self, workers: int):
         self.workers = workers
-        self.processes: set = set()
 
-    def run(self, jobs, on_done, stop: Callable[[], bool]):
-        """``jobs``: iterator of (trial, base_path, overrides, run_dir); ``on_done(trial, outcome)``."""
+    def run(self, jobs, on_done, stopping: threading.Event):
+        """``jobs``: iterator of (trial, base_path, overrides, run_dir, on_start); ``on_done(trial, outcome)``.
+        Once ``stopping`` is set no new trial starts; the running ones are waited for."""
         with ThreadPoolExecutor(self.workers) as pool:
             pending = {}
             jobs = iter(jobs)
 
             def submit_next() -> bool:
-                if stop():
+                if stopping.is_set():
                     return False
                 job = next(jobs, None)
                 if job is None:
@@ -373,30 +464,88 @@ class DaskExecutor:
         except (OSError, TimeoutError) as exc:
             raise NnctlError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({exc})") from None
 
-    def run(self, jobs, on_done, stop: Callable[[], bool]):
+    def run(self, jobs, on_done, stopping: threading.Event):
+        """Once ``stopping`` is set the tasks not yet finished are cancelled (a trial already training on a
+        worker runs to its end there, in a scratch folder; its result is dropped)."""
         from dask.distributed import as_completed
 
         futures = {}
         for trial, base_path, overrides, run_dir, _ in jobs:
+            if stopping.is_set():
+                break
             future = self.client.submit(run_trial, base_path, overrides, None, True, key=f"nnctl-trial-{trial.id}-{time.time_ns()}", retries=3, pure=False)
             futures[future] = (trial, run_dir)
-        for future in as_completed(futures):
-            trial, run_dir = futures[future]
-            try:
-                outcome = future.result()
-            except Exception as exc:  # the task itself failed on every retry
-                outcome = {"status": "failed", "error": f"dask: {exc}", "metrics": {}, "duration": 0.0}
-            files = outcome.pop("files", None)
-            if files:
-                write_shipped_files(Path(run_dir), files)
-            on_done(trial, outcome)
-            if stop():
-                for other in futures:
-                    other.cancel()
-                break
+        finished = as_completed(futures)
+        while not stopping.is_set():
+            batch = finished.next_batch(block=False)
+            if not batch:
+                if finished.is_empty():
+                    break
+                stopping.wait(0.05)  # returns at once when the sweep is stopped
+                continue
+            for future in batch:
+                trial, run_dir = futures[future]
+                try:
+                    outcome = future.result()
+                except Exception as exc:  # the task itself failed on every retry
+                    outcome = {"status": "failed", "error": f"dask: {exc}", "metrics": {}, "duration": 0.0}
+                files = outcome.pop("files", None)
+                if files:
+                    write_shipped_files(Path(run_dir), files)
+                on_done(trial, outcome)
+        if stopping.is_set():
+            self.client.cancel([future for future in futures if not future.done()])
 
     def close(self):
         self.client.close()
+
+
+class SweepInterrupt:
+    """SIGINT / SIGTERM while the sweep runs (installed from the main thread): stop scheduling, ask every
+    running trial process to stop (SIGTERM: it checkpoints and exits; a second signal kills them at once), and
+    remember the signal, so that the sweep records them as interrupted and exits 128 + signal."""
+
+    def __init__(self, stopping: threading.Event):
+        self.stopping = stopping
+        self.signal: int | None = None
+        self.processes: set = set()
+        self.lock = threading.RLock()
+        self.previous: dict = {}
+
+    def started(self, process, run_dir=None) -> None:
+        """``run_trial``'s on_start: a trial process started (possibly just after the signal)."""
+        with self.lock:
+            self.processes = {p for p in self.processes if p.returncode is None}
+            self.processes.add(process)
+            stop_it = self.signal is not None
+        if stop_it:
+            self.send(process, signal.SIGTERM)
+
+    def handle(self, signum, frame) -> None:
+        with self.lock:
+            again = self.signal is not None
+            self.signal = self.signal or signum
+            self.stopping.set()
+            processes = list(self.processes)
+        for process in processes:
+            self.send(process, signal.SIGKILL if again else signal.SIGTERM)
+
+    @staticmethod
+    def send(process, signum) -> None:
+        try:
+            process.send_signal(signum)
+        except OSError:  # it has just ended
+            pass
+
+    def __enter__(self) -> "SweepInterrupt":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self.handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
 
 
 # -------------------------------------------------------------------------------------- the sweep run
@@ -407,10 +556,27 @@ class SweepResult:
     folder: Path
     outcomes: dict[str, dict] = field(default_factory=dict)  # trial id -> last ledger record
     rows: list[dict] = field(default_factory=list)  # summary.csv rows, best first
+    interrupted: int | None = None  # the signal that stopped the sweep
 
     @property
     def failed(self) -> list[dict]:
         return [record for record in self.outcomes.values() if record["event"] not in ("completed", "pruned")]
+
+
+def progress_counts(sweep: Sweep, outcomes: dict[str, dict]) -> tuple[int, int, str]:
+    """(done, total, unit) for 'N of M trials done': completed trials of a grid or random sweep; for TPE, the
+    parameter points whose seeds all completed or that ended (pruned, failed) -- resume does not rerun them."""
+    config = sweep.config
+    if config.method == "tpe":
+        events: dict[str, list[str]] = {}
+        for record in outcomes.values():
+            events.setdefault(json.dumps(record["params"], sort_keys=True), []).append(record["event"])
+        ended = ("pruned", "failed", "diverged")
+        done = sum(1 for e in events.values() if e.count("completed") == len(config.seeds) or any(x in ended for x in e))
+        return done, config.trials, "parameter points"
+    points = grid_size(config) if config.method == "grid" else config.trials
+    done = sum(1 for record in outcomes.values() if record["event"] == "completed")
+    return done, points * len(config.seeds), "trials"
 
 
 def run_sweep(
@@ -438,41 +604,55 @@ def run_sweep(
     workers = workers or config.executor.workers
     progress = progress or (lambda event, trial, record: None)
     stopping = threading.Event()
+    interrupt = SweepInterrupt(stopping)
 
-    def on_done(trial: Trial, outcome: dict) -> None:
+    def on_done(trial: Trial, outcome: dict) -> dict:
+        """Record a trial's outcome; returns it as recorded (a trial the sweep's signal stopped is interrupted)."""
+        if interrupt.signal is not None and outcome["status"] not in ("completed", "pruned"):
+            outcome = {**outcome, "status": "interrupted", "error": f"the sweep was stopped by {signal.Signals(interrupt.signal).name}"}
         record = {k: v for k, v in outcome.items() if k != "exit_code"}
         ledger.write(outcome["status"], trial, run_dir=f"trials/{trial.id}", **record)
         progress(outcome["status"], trial, outcome)
-        if fail_fast and outcome["status"] not in ("completed", "pruned"):
+        if fail_fast and outcome["status"] not in ("completed", "pruned", "interrupted"):
             stopping.set()
+        return outcome
 
     if config.method == "tpe" and executor_type == "dask":
         raise NnctlError("method tpe runs its trials with the local executor (it prunes them as they train); use grid or random on Dask")
-    if config.method == "tpe":
-        from nnctl.sweep_tpe import run_tpe
+    with interrupt:
+        if config.method == "tpe":
+            from nnctl.sweep_tpe import run_tpe
 
-        run_tpe(sweep, folder, ledger, previous, workers, on_done, stopping, progress)
-    else:
-        points = list(grid_points(config)) if config.method == "grid" else random_points(config)
-        trials = [Trial(point, seed, i) for i, point in enumerate(points) for seed in config.seeds]
-        todo = [t for t in trials if previous.get(t.id, {}).get("event") != "completed"]
-        for trial in todo:
-            ledger.write("pending", trial)
-
-        def jobs():
+            run_tpe(sweep, folder, ledger, previous, workers, on_done, stopping, progress, interrupt.started)
+        else:
+            points = list(grid_points(config)) if config.method == "grid" else random_points(config)
+            trials = [Trial(point, seed, i) for i, point in enumerate(points) for seed in config.seeds]
+            todo = [t for t in trials if previous.get(t.id, {}).get("event") != "completed"]
             for trial in todo:
-                run_dir = prepare_trial_folder(folder, trial)
-                ledger.write("running", trial, run_dir=f"trials/{trial.id}")
-                progress("running", trial, {})
-                yield trial, str(sweep.base_path), [*config.overrides, *trial.overrides], str(run_dir), None
+                ledger.write("pending", trial)
 
-        executor = DaskExecutor(address or config.executor.address) if executor_type == "dask" else LocalExecutor(workers)
-        try:
-            executor.run(jobs(), on_done, stopping.is_set)
-        finally:
-            if isinstance(executor, DaskExecutor):
-                executor.close()
-    return summarize(sweep, folder)
+            def jobs():
+                for trial in todo:
+                    run_dir = prepare_trial_folder(folder, trial)
+                    ledger.write("running", trial, run_dir=f"trials/{trial.id}")
+                    progress("running", trial, {})
+                    yield trial, str(sweep.base_path), [*config.overrides, *trial.overrides], str(run_dir), interrupt.started
+
+            executor = DaskExecutor(address or config.executor.address) if executor_type == "dask" else LocalExecutor(workers)
+            try:
+                executor.run(jobs(), on_done, stopping)
+            finally:
+                if isinstance(executor, DaskExecutor):
+                    executor.close()
+        if interrupt.signal is not None:  # trials started but never reported (a Dask task cancelled)
+            name = signal.Signals(interrupt.signal).name
+            for record in ledger.latest().values():
+                if record["event"] == "running":
+                    trial = Trial(record["params"], record["seed"], -1)
+                    ledger.write("interrupted", trial, run_dir=record.get("run_dir"), error=f"the sweep was stopped by {name}")
+    result = summarize(sweep, folder)
+    result.interrupted = interrupt.signal
+    return result
 
 
 def prepare_trial_folder(folder: Path, trial: Trial) -> Path:
@@ -490,7 +670,8 @@ def prepare_trial_folder(folder: Path, trial: Trial) -> Path:
 
 
 def summarize(sweep: Sweep, folder: Path) -> SweepResult:
-    """summary.csv from the ledger: per parameter point, mean and std over the completed seeds."""
+    """summary.csv from the ledger: per parameter point, mean and std over the completed seeds (a point
+    with no finished trial yet, only interrupted or pending ones, has no row)."""
     config = sweep.config
     outcomes = Ledger(folder / "trials.jsonl").latest()
     groups: dict[str, dict] = {}
@@ -501,10 +682,12 @@ def summarize(sweep: Sweep, folder: Path) -> SweepResult:
             group["metrics"].append(record.get("metrics", {}))
         elif record["event"] == "pruned":
             group["pruned"] += 1
-        else:
+        elif record["event"] in ("failed", "diverged"):
             group["failed"] += 1
     rows = []
     for group in groups.values():
+        if not group["metrics"] and not group["failed"] and not group["pruned"]:
+            continue  # only pending, running or interrupted so far: no result yet
         row = {**group["params"], "count": len(group["metrics"]), "failed": group["failed"], "pruned": group["pruned"]}
         names = sorted({name for metrics in group["metrics"] for name in metrics})
         ordered = [config.metric] + [name for name in names if name != config.metric]

@@ -3,14 +3,23 @@ early by a median rule on their per-epoch metric.  The study lives in the sweep 
 ``--resume`` continues it.
 
 Each Optuna trial is one parameter point; its value is the mean of the metric over the sweep's seeds,
-which run one after another.  While a seed trains, its metrics.jsonl is read as it grows and each epoch
-is reported at step seed_index * epochs + epoch, so every point is compared with the others at the same
-stage; a pruned point's training process is stopped (SIGTERM: it checkpoints and exits cleanly).
+which run one after another.  While a seed trains, its metrics.jsonl is read as it grows and every k-th
+epoch (k = ceil(epochs / 20), and the last) is reported at step seed_index * epochs + epoch, so every point
+is compared with the others at the same stages; a pruned point's training process is stopped (SIGTERM: it
+checkpoints and exits cleanly).  At most 20 reports a seed: each report and each pruning decision is a
+round trip to optuna.db (milliseconds of the sweep's CPU), and the median rule needs no finer steps.
+
+A trial counts as pruned only when it was actually stopped early.  The watcher reads the metrics log behind
+the training (it polls, and asking the pruner takes a database round trip), so by the time the pruner says
+stop, the trial may have trained its last epoch, written summary.json, or even exited: then it is not
+signalled; and a signal that still lands after training ended (the process is killed on its way out) leaves
+a completed trial, as its summary.json says.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import signal
 import threading
 import time
@@ -58,15 +67,26 @@ def prune_metric(sweep) -> str | None:
     return None
 
 
-class PruneWatch:
-    """Reads a running trial's metrics.jsonl, reports each epoch to Optuna, stops the process if pruned."""
+#: a seed's per-epoch metric is reported to Optuna at most this many times (every k-th epoch)
+REPORTS_PER_SEED = 20
 
-    def __init__(self, study_trial, metric: str, step_offset: int):
-        self.trial, self.metric, self.offset = study_trial, metric, step_offset
+
+class PruneWatch:
+    """Reads a running trial's metrics.jsonl, reports its epochs to Optuna, stops the process if pruned.
+
+    ``pruned`` is True only when the watcher signalled a process that was still training (before its last
+    epoch, and before summary.json); whether the trial really stopped early is decided by ``trial_outcome``."""
+
+    def __init__(self, study_trial, metric: str, step_offset: int, epochs: int | None = None, on_start=None):
+        self.trial, self.metric, self.offset, self.epochs = study_trial, metric, step_offset, epochs
+        self.every = max(1, math.ceil(epochs / REPORTS_PER_SEED)) if epochs else 1  # the same steps for every point
+        self.on_start = on_start  # also told of the process (the sweep's interrupt handling)
         self.pruned = False
         self.thread: threading.Thread | None = None
 
     def __call__(self, process, run_dir: Path):
+        if self.on_start is not None:
+            self.on_start(process, run_dir)
         self.thread = threading.Thread(target=self.watch, args=(process, Path(run_dir)), daemon=True)
         self.thread.start()
 
@@ -75,7 +95,15 @@ class PruneWatch:
         if self.thread is not None:
             self.thread.join()
 
-    def watch(self, process, run_dir: Path):
+    def still_training(self, process, run_dir: Path, latest_epoch: int) -> bool:
+        """Whether stopping the process now would stop it early: not once it logged its last epoch, not once
+        summary.json exists (early stopping, or the end), not once it exited.  poll() alone cannot tell: while
+        run_trial waits for the process, poll() from this thread may answer None for a process that has exited."""
+        if self.epochs is not None and latest_epoch >= self.epochs:
+            return False
+        return not (run_dir / "summary.json").exists() and process.poll() is None
+
+    def watch(self, process, run_dir: Path, interval: float = 0.05):
         reported = 0
         metrics = run_dir / "metrics.jsonl"
         while process.poll() is None and not self.pruned:
@@ -86,17 +114,42 @@ class PruneWatch:
                         rows.append(json.loads(line))
                     except json.JSONDecodeError:
                         break
+            new_step = False
             for row in rows:
                 reported += 1
-                self.trial.report(row[self.metric], self.offset + row["epoch"])
-                if self.trial.should_prune():
+                epoch, value = row["epoch"], row.get(self.metric)
+                if epoch % self.every and epoch != self.epochs:
+                    continue
+                if isinstance(value, (int, float)) and not isinstance(value, bool):  # null: undefined this epoch
+                    self.trial.report(value, self.offset + epoch)
+                    new_step = True
+            # the pruner judges the latest step; asking it takes a database round trip, during which the
+            # trial trains on, so whether it is still training is checked before and after asking
+            if new_step and self.still_training(process, run_dir, rows[-1]["epoch"]):
+                if self.trial.should_prune() and self.still_training(process, run_dir, rows[-1]["epoch"]):
                     self.pruned = True
                     process.send_signal(signal.SIGTERM)
                     return
-            time.sleep(0.05)
+            time.sleep(interval)
 
 
-def run_tpe(sweep, folder: Path, ledger, previous: dict, workers: int, on_done, stopping, progress) -> None:
+def trial_outcome(outcome: dict, watch: PruneWatch | None, metric: str | None) -> dict:
+    """The trial's outcome once the pruner may have signalled it: pruned only if the signal stopped it early.
+
+    A trial that finished training is completed whatever the pruner decided meanwhile: it exited 0, or the
+    signal reached it only on its way out (``run_trial`` then reads its summary.json).  A trial the signal did
+    stop (it checkpointed: status interrupted; or it was killed by the SIGTERM before training ended) is pruned."""
+    if watch is None or not watch.pruned:
+        return outcome
+    if outcome["status"] == "interrupted" or outcome.get("exit_code") in (-signal.SIGTERM, 128 + signal.SIGTERM):
+        return {**outcome, "status": "pruned", "error": f"pruned by the median rule on {metric}"}
+    return outcome  # completed, diverged, or failed on its own
+
+
+def run_tpe(sweep, folder: Path, ledger, previous: dict, workers: int, on_done, stopping, progress, on_start=None) -> None:
+    """``on_start(process, run_dir)``: told of each trial process (the sweep stops them on Ctrl-C).  A point
+    whose trials were interrupted stays RUNNING in the study; the next --resume fails it and asks for the same
+    point again, so an interruption costs no point of the budget and completed seeds are not rerun."""
     from nnctl.sweep import Trial, prepare_trial_folder, run_trial
 
     optuna = optuna_module()
@@ -110,9 +163,12 @@ def run_tpe(sweep, folder: Path, ledger, previous: dict, workers: int, on_done, 
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
     )
     states = optuna.trial.TrialState
-    for stale in study.get_trials(deepcopy=False, states=(states.RUNNING,)):  # left by a killed sweep
+    for stale in study.get_trials(deepcopy=False, states=(states.RUNNING,)):  # left by an interrupted or killed sweep
         study.tell(stale.number, state=states.FAIL)
-    finished = len(study.get_trials(deepcopy=False, states=(states.COMPLETE, states.PRUNED, states.FAIL)))
+        study.enqueue_trial(stale.params, user_attrs={"requeued_from": stale.number})
+    trials = study.get_trials(deepcopy=False)
+    requeued = {t.user_attrs["requeued_from"] for t in trials if "requeued_from" in t.user_attrs}
+    finished = sum(t.state in (states.COMPLETE, states.PRUNED, states.FAIL) and t.number not in requeued for t in trials)
     # seeded by how far the study got, so a resumed study draws new points instead of replaying the first ones
     study.sampler = optuna.samplers.TPESampler(seed=config.seed + finished)
     space = distributions(optuna, config.parameters)
@@ -126,24 +182,29 @@ def run_tpe(sweep, folder: Path, ledger, previous: dict, workers: int, on_done, 
         with lock:
             study_trial = study.ask(space)
         params = {key: study_trial.params[key] for key in config.parameters}
+        trial_epochs = params.get("training.epochs", epochs)  # a swept epoch count is the trial's own
+        trial_epochs = trial_epochs if isinstance(trial_epochs, int) and not isinstance(trial_epochs, bool) else None
         values, state = [], states.COMPLETE
         for index, seed in enumerate(config.seeds):
             trial = Trial(params, seed, study_trial.number)
             if previous.get(trial.id, {}).get("event") == "completed":
                 values.append(previous[trial.id]["metrics"].get(config.metric))
                 continue
+            if stopping.is_set():
+                return  # left RUNNING: resumed later
             ledger.write("pending", trial)
             run_dir = prepare_trial_folder(folder, trial)
             ledger.write("running", trial, run_dir=f"trials/{trial.id}")
             progress("running", trial, {})
-            watch = PruneWatch(study_trial, metric_for_pruning, index * epochs) if metric_for_pruning else None
+            watch = PruneWatch(study_trial, metric_for_pruning, index * epochs, trial_epochs, on_start) if metric_for_pruning else None
             overrides = [*config.overrides, *trial.overrides]
-            outcome = run_trial(str(sweep.base_path), overrides, str(run_dir), False, watch)
+            outcome = run_trial(str(sweep.base_path), overrides, str(run_dir), False, watch or on_start)
             if watch is not None:
                 watch.join()
-            if watch is not None and watch.pruned and outcome["status"] != "completed":  # not if it finished first
-                outcome = {**outcome, "status": "pruned", "error": f"pruned by the median rule on {metric_for_pruning}"}
-            on_done(trial, outcome)
+            outcome = trial_outcome(outcome, watch, metric_for_pruning)
+            outcome = on_done(trial, outcome)  # as recorded: interrupted when the sweep was stopped by a signal
+            if outcome["status"] == "interrupted":
+                return  # left RUNNING in the study: resumed later
             if outcome["status"] != "completed":
                 state = states.PRUNED if outcome["status"] == "pruned" else states.FAIL
                 break

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -119,33 +120,107 @@ def test_fail_fast_stops_scheduling(tmp_path):
     assert list(final.values()).count("completed") == 0
 
 
-def test_resume_after_killing_the_sweep_reruns_only_unfinished_trials(tmp_path):
-    body = "name: long\nseeds: [0, 1, 2]\nparameters:\n  optimizer.lr: [0.1, 0.03]\noverrides: [training.epochs=120]\n"
-    path = write_sweep(tmp_path, body)
-    process = subprocess.Popen([sys.executable, "-m", "nnctl", "sweep", path, "--out", tmp_path / "out", "--workers", "1"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    deadline = time.monotonic() + 120
-    ledger = None
-    while time.monotonic() < deadline:
-        ledgers = list((tmp_path / "out").glob("sweeps/*/trials.jsonl"))
-        if ledgers and sum(e["event"] == "completed" for e in read_jsonl(ledgers[0])) >= 2:
-            ledger = ledgers[0]
-            break
+def processes_of(folder: Path) -> list[int]:
+    """Live processes (not zombies) whose command line names ``folder``: a sweep's trials name their run folder."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(folder).encode() in (proc / "cmdline").read_bytes():
+                if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    found.append(int(proc.name))
+        except OSError:  # it ended meanwhile
+            continue
+    return found
+
+
+def assert_no_processes_left(folder: Path, within: float = 0.0) -> None:
+    deadline = time.monotonic() + within
+    while processes_of(folder) and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert ledger is not None, "the sweep did not complete two trials"
+    assert processes_of(folder) == [], f"processes left running in {folder}"
+
+
+def wait_for_ledger(out: Path, ready, process: subprocess.Popen, timeout: float = 120) -> Path:
+    """The sweep folder under ``out`` once ``ready(folder, final_events)`` holds (while ``process`` runs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the sweep ended before it got there"
+        ledgers = list(out.glob("sweeps/*/trials.jsonl"))
+        try:
+            if ledgers and ready(ledgers[0].parent, {e["trial"]: e for e in read_jsonl(ledgers[0])}):
+                return ledgers[0].parent
+        except json.JSONDecodeError:  # a line being written
+            pass
+        time.sleep(0.02)
+    raise AssertionError("the sweep did not get there in time")
+
+
+def a_trial_is_training(done: int):
+    """``done`` trials completed and another one is inside its training loop (it has logged an epoch)."""
+
+    def ready(folder: Path, final: dict) -> bool:
+        if sum(e["event"] == "completed" for e in final.values()) < done:
+            return False
+        for event in final.values():
+            metrics = folder / f"trials/{event['trial']}/metrics.jsonl"
+            if event["event"] == "running" and metrics.exists() and 0 < len(metrics.read_text().splitlines()) < 80:
+                return True
+        return False
+
+    return ready
+
+
+def resume_command(stderr: str, folder: Path) -> list[str]:
+    """The command the interrupted sweep prints; checks the line: counts, folder, options."""
+    final = {e["trial"]: e["event"] for e in read_jsonl(folder / "trials.jsonl")}
+    done = list(final.values()).count("completed")
+    line = stderr.strip().splitlines()[-1]
+    assert line == f"interrupted: sweep stopped; {done} of 6 trials done; continue with: nnctl sweep --resume {folder} --workers 2", stderr
+    assert "interrupted" in final.values()  # the trials it stopped
+    trained = [t for t, e in final.items() if e == "interrupted" and (folder / f"trials/{t}/metrics.jsonl").exists()]
+    assert trained  # the trial seen training
+    for trial in trained:  # stopped inside its training loop: it checkpointed (the sweep sent it SIGTERM)
+        summary = json.loads((folder / f"trials/{trial}/summary.json").read_text())
+        assert summary["status"] == "interrupted" and "SIGTERM" in summary["stop_reason"]
+    assert_no_processes_left(folder)  # the sweep waited for the trials it stopped
+    nnctl_, *arguments = line.split("continue with: ")[1].split()
+    return [sys.executable, "-m", nnctl_, *arguments]
+
+
+def test_interrupted_and_killed_sweeps_resume_to_the_same_summary(tmp_path):
+    """SIGKILL, then Ctrl-C (SIGINT), then SIGTERM on the resumed sweep, then the printed resume command to
+    the end: the summary equals an uninterrupted sweep's, and no trial ran twice once it completed."""
+    body = "name: long\nseeds: [0, 1, 2]\nparameters:\n  optimizer.lr: [0.1, 0.03]\noverrides: [training.epochs=240]\n"
+    path = write_sweep(tmp_path, body)
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "nnctl", "sweep", path, "--out", out, "--workers", "2"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    folder = wait_for_ledger(out, lambda folder, final: sum(e["event"] == "completed" for e in final.values()) >= 1, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    done_before = {e["trial"] for e in read_jsonl(ledger) if e["event"] == "completed"}
-    result = nnctl("sweep", path, "--resume", ledger.parent, "--json")
+    assert_no_processes_left(folder, within=10)  # its trial dies with it (PR_SET_PDEATHSIG)
+    done_before = {e["trial"] for e in read_jsonl(folder / "trials.jsonl") if e["event"] == "completed"}
+
+    command = [sys.executable, "-m", "nnctl", "sweep", "--resume", str(folder), "--workers", "2"]  # no FILE needed
+    for signal_number, done in ((signal.SIGINT, 2), (signal.SIGTERM, 3)):
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for_ledger(out, a_trial_is_training(done), process)
+        process.send_signal(signal_number)
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 128 + signal_number, stderr
+        assert "Traceback" not in stderr
+        command = resume_command(stderr, folder)
+
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    events = read_jsonl(ledger)
+    events = read_jsonl(folder / "trials.jsonl")
     final = {e["trial"]: e["event"] for e in events}
     assert len(final) == 6 and set(final.values()) == {"completed"}
     for trial in done_before:  # not run again
         assert [e["event"] for e in events if e["trial"] == trial].count("running") == 1
     reference = nnctl("sweep", path, "--out", tmp_path / "fresh", "--workers", "2")
     assert reference.returncode == 0
-    assert without_times(read_summary(ledger.parent)) == without_times(read_summary(sweep_dir(tmp_path / "fresh")))
+    assert without_times(read_summary(folder)) == without_times(read_summary(sweep_dir(tmp_path / "fresh")))
 
 
 def test_random_sweep_samples_within_the_distributions(tmp_path):
@@ -181,7 +256,7 @@ metric: test_accuracy
 parameters:
   optimizer.lr: {distribution: loguniform, low: 0.0005, high: 0.5}
   model.layers.0.units: [4, 16]
-overrides: [training.epochs=300, data.val_fraction=0.2]
+overrides: [training.epochs=100, data.val_fraction=0.2]
 """
     path = write_sweep(tmp_path, body)
     result = nnctl("sweep", path, "--out", tmp_path / "out", "--workers", "2", "--json")
@@ -192,17 +267,137 @@ overrides: [training.epochs=300, data.val_fraction=0.2]
     assert len(final) == 6 and {e["event"] for e in final.values()} <= {"completed", "pruned"}
     for event in final.values():
         assert 0.0005 <= event["params"]["optimizer.lr"] <= 0.5
-        if event["event"] == "pruned":
-            rows = read_jsonl(folder / event["run_dir"] / "metrics.jsonl")
-            assert 0 < len(rows) < 300  # stopped early
+        rows = read_jsonl(folder / event["run_dir"] / "metrics.jsonl")
+        status = json.loads((folder / event["run_dir"] / "summary.json").read_text())["status"]
+        if event["event"] == "pruned":  # stopped early: it checkpointed mid-training
+            assert 0 < len(rows) < 100 and status == "interrupted"
+        else:  # a completed trial trained all its epochs (never one that finished and is called pruned)
+            assert len(rows) == 100 and status == "completed"
     (folder / "sweep.yaml").write_text((folder / "sweep.yaml").read_text().replace("trials: 6", "trials: 8"))
-    resumed = nnctl("sweep", path, "--resume", folder, "--json")
+    resumed = nnctl("sweep", "--resume", folder, "--workers", "2", "--json")
     assert resumed.returncode == 0, resumed.stderr
     import optuna
 
     study = optuna.load_study(study_name="tpe", storage=f"sqlite:///{folder / 'optuna.db'}")
     assert len(study.trials) == 8
     assert len({e["trial"] for e in read_jsonl(folder / "trials.jsonl")}) == 8
+
+
+class AlwaysPrune:
+    """An Optuna trial as the watcher sees it, whose pruner says stop at every step."""
+
+    def __init__(self):
+        self.reported = []
+
+    def report(self, value, step):
+        self.reported.append(step)
+
+    def should_prune(self):
+        return True
+
+
+class TrialProcess:
+    """A trial process as the watcher sees it: poll() answers None the first ``polls`` times -- as it may,
+    from the watcher's thread, for a process that has exited while run_trial waits for it -- then 0."""
+
+    def __init__(self, polls: int):
+        self.polls, self.signals, self.returncode = polls, [], None
+
+    def poll(self):
+        self.polls -= 1
+        if self.polls < 0:
+            self.returncode = 0
+        return self.returncode
+
+    def send_signal(self, signum):
+        self.signals.append(signum)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A real run folder of a training that ended: 5 epochs with a validation split."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    result = nnctl("train", SPIRAL, "--run-dir", run, "--json", "--set", "training.epochs=5", "--set", "data.val_fraction=0.2")
+    assert result.returncode == 0, result.stderr
+    return run
+
+
+def copy_run(run: Path, to: Path, epochs: int | None = None, summary: bool = True) -> Path:
+    """``run``'s files in ``to``, its metrics log cut to ``epochs`` rows, with or without summary.json."""
+    to.mkdir()
+    for name in ("metrics.jsonl", "run.json", "config.yaml") + (("summary.json",) if summary else ()):
+        text = (run / name).read_text()
+        if name == "metrics.jsonl" and epochs is not None:
+            text = "".join(text.splitlines(keepends=True)[:epochs])
+        (to / name).write_text(text)
+    return to
+
+
+@pytest.mark.parametrize(
+    "epochs_logged, summary", [(5, False), (5, True), (3, True)], ids=["last epoch logged", "ended", "early stopping"]
+)
+def test_the_pruner_does_not_stop_a_trial_whose_training_ended(tmp_path, finished_run, epochs_logged, summary):
+    """The watcher reads the log behind the training: when it reads the last epoch, or once summary.json
+    exists, there is nothing left to stop early, whatever the pruner says (the flaky TPE sweep of #11)."""
+    from nnctl.sweep_tpe import PruneWatch
+
+    run = copy_run(finished_run, tmp_path / "run", epochs_logged, summary)
+    trial, process = AlwaysPrune(), TrialProcess(polls=5)
+    watch = PruneWatch(trial, "val_accuracy", 100, epochs=5)
+    watch.watch(process, run, interval=0)
+    assert process.signals == [] and not watch.pruned
+    assert trial.reported == [100 + epoch for epoch in range(1, epochs_logged + 1)]  # every epoch still reported
+
+
+def test_the_pruner_stops_a_trial_still_training(tmp_path, finished_run):
+    from nnctl.sweep_tpe import PruneWatch
+
+    run = copy_run(finished_run, tmp_path / "run", epochs=3, summary=False)
+    process = TrialProcess(polls=5)
+    watch = PruneWatch(AlwaysPrune(), "val_accuracy", 0, epochs=5)
+    watch.watch(process, run, interval=0)
+    assert process.signals == [signal.SIGTERM] and watch.pruned
+
+
+def test_a_trial_is_pruned_only_if_the_signal_stopped_it_early():
+    from nnctl.sweep_tpe import PruneWatch, trial_outcome
+
+    watch = PruneWatch(AlwaysPrune(), "val_accuracy", 0, epochs=5)
+    watch.pruned = True  # the watcher signalled it
+    completed = {"status": "completed", "exit_code": 0, "metrics": {"test_accuracy": 0.9}, "duration": 1.0}
+    assert trial_outcome(completed, watch, "val_accuracy") == completed
+    for stopped in ({"status": "interrupted", "exit_code": 143}, {"status": "failed", "exit_code": -signal.SIGTERM}):
+        outcome = trial_outcome({**stopped, "metrics": {}, "duration": 1.0}, watch, "val_accuracy")
+        assert outcome["status"] == "pruned" and "median rule on val_accuracy" in outcome["error"]
+    failed = {"status": "failed", "exit_code": 1, "error": "boom", "metrics": {}, "duration": 1.0}
+    assert trial_outcome(failed, watch, "val_accuracy") == failed
+    watch.pruned = False
+    interrupted = {"status": "interrupted", "exit_code": 143, "metrics": {}, "duration": 1.0}
+    assert trial_outcome(interrupted, watch, "val_accuracy") == interrupted
+
+
+def test_a_trial_killed_on_its_way_out_after_training_is_completed(tmp_path):
+    """A signal that lands after training ended (summary.json written, run.json marked) cannot stop it
+    early; the process may die of it while exiting, or have exited: either way the trial is completed."""
+    from nnctl.sweep import run_trial
+
+    def kill_once_trained(process, run_dir):
+        def kill():
+            while process.poll() is None:
+                try:
+                    if json.loads((run_dir / "run.json").read_text()).get("status") == "completed":
+                        process.send_signal(signal.SIGTERM)
+                        return
+                except (OSError, ValueError):
+                    pass
+                time.sleep(0.001)
+
+        threading.Thread(target=kill, daemon=True).start()
+
+    outcome = run_trial(str(SPIRAL), ["training.epochs=3"], str(tmp_path / "run"), False, kill_once_trained)
+    assert outcome["status"] == "completed", outcome
+    assert outcome["metrics"]["epochs_run"] == 3 and "test_accuracy" in outcome["metrics"]
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "completed"
 
 
 def test_one_line_sweep(tmp_path):
@@ -256,7 +451,9 @@ def test_unreachable_dask_scheduler_fails_within_seconds(tmp_path):
 
 @pytest.fixture
 def dask_cluster(tmp_path):
-    """A real scheduler and two single-threaded worker processes on 127.0.0.1."""
+    """A real scheduler and two single-threaded worker processes on 127.0.0.1 (no nanny: one process each,
+    faster to start, and a killed worker stays dead).  Worker i's scratch folders (TMPDIR) are
+    ``tmp_path/wi-tmp``, so the test can see when it trains a trial."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     bin_dir = Path(sys.executable).parent
@@ -266,43 +463,53 @@ def dask_cluster(tmp_path):
         [bin_dir / "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
         stdout=open(logs / "scheduler.log", "w"), stderr=subprocess.STDOUT,
     )  # fmt: skip
-    workers = [
-        subprocess.Popen(
-            [bin_dir / "dask", "worker", address, "--nthreads", "1", "--no-dashboard", "--name", f"w{i}", "--death-timeout", "30"],
+    scratch = [tmp_path / f"w{i}-tmp" for i in range(2)]
+    workers = []
+    for i, tmp in enumerate(scratch):
+        tmp.mkdir()
+        workers.append(subprocess.Popen(
+            [bin_dir / "dask", "worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard", "--name", f"w{i}", "--death-timeout", "10"],
             stdout=open(logs / f"worker{i}.log", "w"), stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        for i in range(2)
-    ]
+            env={**os.environ, "TMPDIR": str(tmp)},
+        ))  # fmt: skip
     from dask.distributed import Client
 
-    with Client(address, timeout=30) as client:
-        client.wait_for_workers(2, timeout=60)
-    yield address, workers, logs
-    for process in [*workers, scheduler]:
-        if process.poll() is None:
-            process.terminate()
-    for process in [*workers, scheduler]:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    try:
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address, workers, logs, scratch
+    finally:  # the workers first: a worker whose scheduler is gone waits for it (up to --death-timeout)
+        for group in (workers, [scheduler]):
+            for process in group:
+                if process.poll() is None:
+                    process.terminate()
+            for process in group:
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 def test_dask_sweep_survives_a_killed_worker(tmp_path, dask_cluster):
-    address, workers, logs = dask_cluster
-    body = GRID.replace("training.epochs=15", "training.epochs=700")  # about 1-2 s a trial
+    address, workers, logs, scratch = dask_cluster
+    body = GRID.replace("seeds: [0, 1]", "seeds: [0]").replace("training.epochs=15", "training.epochs=150")
     path = write_sweep(tmp_path, body)
     process = subprocess.Popen(
         [sys.executable, "-m", "nnctl", "sweep", path, "--executor", "dask", "--address", address, "--out", tmp_path / "dask", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    time.sleep(3)  # both workers are busy with a trial
-    os.killpg(workers[0].pid, signal.SIGKILL)  # the worker and the trial it runs
+    deadline = time.monotonic() + 120
+    while not any(m.stat().st_size for m in scratch[0].glob("nnctl-trial-*/run/metrics.jsonl")):  # w0 trains a trial
+        assert time.monotonic() < deadline and process.poll() is None, "worker w0 never trained a trial"
+        time.sleep(0.02)
+    os.killpg(workers[0].pid, signal.SIGKILL)  # the worker, in the middle of a trial
+    assert_no_processes_left(scratch[0], within=10)  # its trial dies with it (PR_SET_PDEATHSIG)
     stdout, stderr = process.communicate(timeout=300)
     assert process.returncode == 0, stderr
     assert "Remove worker" in (logs / "scheduler.log").read_text()  # w0 was lost while the sweep ran
     report = json.loads(stdout)
-    assert report["trials"] == 8 and report["failed"] == 0
+    assert report["trials"] == 4 and report["failed"] == 0  # the lost trial was run again, on w1
     folder = sweep_dir(tmp_path / "dask")
     for event in {e["trial"]: e for e in read_jsonl(folder / "trials.jsonl")}.values():
         assert (folder / event["run_dir"] / "checkpoints/last.npz").is_file()  # shipped back from the worker
