@@ -8,15 +8,54 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+from typer.core import TyperGroup
 
-from nnctl.errors import EXIT_USAGE, NnctlError
+from nnctl.errors import NnctlError
+
+
+def _tidy_help(params: list) -> list:
+    """Typer's rich help shows a type beside every parameter, also where it says nothing to a user:
+    ``<bool>`` beside a flag (which takes no value) and ``<list[Path]>`` / ``<str>`` beside an argument
+    (whose metavar Typer ignores there).  Flags get no type; a list argument shows ``<path>...``; a text
+    argument shows its metavar alone (the choices, when it has any)."""
+    for param in params:
+        if getattr(param, "is_flag", False):
+            if param.metavar is None:
+                param.metavar = ""
+        elif param.param_type_name == "argument" and "display_type_rich" not in vars(param):
+
+            def display_type_rich(ctx, _shown=param.display_type_rich):
+                label = _shown(ctx)
+                listed = re.fullmatch(r"<list\[(\w+)\]>", label or "")
+                if listed:
+                    return f"<{listed[1].lower()}>..."
+                return None if label == "<str>" else label
+
+            param.display_type_rich = display_type_rich
+    return params
+
+
+class HelpGroup(TyperGroup):
+    """A command group whose help, and its commands' help, pass through ``_tidy_help``."""
+
+    def get_params(self, ctx):
+        return _tidy_help(super().get_params(ctx))
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _tidy_help(command.get_params(ctx))
+        return command
+
 
 app = typer.Typer(
+    cls=HelpGroup,
     name="nnctl",
     help="Train neural networks from YAML experiment files on a pure-NumPy engine.",
     no_args_is_help=True,
@@ -30,23 +69,29 @@ SetOption = typer.Option(
 
 
 def report_errors(command):
-    """Turn a user error into 'error: ...' lines on stderr and its exit code."""
+    """Turn a user error into 'error: ...' lines on stderr and its exit code; with --json (a command's
+    ``json_output`` flag) stdout also gets one JSON object ``{"error": message, "exit_code": code}``."""
+
+    def fail(message: str, exit_code: int, json_output: bool):
+        for line in message.splitlines():
+            print(f"error: {line}", file=sys.stderr)
+        if json_output:
+            print(json.dumps({"error": message, "exit_code": exit_code}), flush=True)
+        return typer.Exit(exit_code)
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        json_output = bool(kwargs.get("json_output"))
         try:
             return command(*args, **kwargs)
         except NnctlError as exc:
-            for line in str(exc).splitlines():
-                print(f"error: {line}", file=sys.stderr)
-            raise typer.Exit(exc.exit_code) from None
+            raise fail(str(exc), exc.exit_code, json_output) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
         except OSError as exc:  # a full disk, a read-only folder: the file and the reason, not a traceback
             where = f"{exc.filename}: " if exc.filename else ""
-            print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
-            raise typer.Exit(1) from None
+            raise fail(f"{where}{exc.strerror or exc}", 1, json_output) from None
 
     return wrapper
 
@@ -69,10 +114,10 @@ def main_options(
 @app.command()
 @report_errors
 def train(
-    config: Path = typer.Argument(..., help="The experiment's YAML file."),
+    config: Path = typer.Argument(..., metavar="CONFIG", help="The experiment's YAML file."),
     set_: Optional[List[str]] = SetOption,
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Folder for run folders."),
-    name: Optional[str] = typer.Option(None, "--name", "-n", help="Run name (default: the config's name)."),
+    name: Optional[str] = typer.Option(None, "--name", "-n", metavar="<name>", help="Run name (default: the config's name)."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object with the results, nothing else."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress; print only the run folder."),
     resume_dir: Optional[Path] = typer.Option(None, "--resume", help="Continue this run folder (CONFIG must match it)."),
@@ -82,22 +127,23 @@ def train(
     """Train the model a config describes, and write a run folder."""
     from nnctl import console
     from nnctl.config import load_config
+    from nnctl.resume import resume_run
+    from nnctl.runref import resolve_run
     from nnctl.training import run_training
 
     overrides = [*(set_ or []), *([f"name={json.dumps(name)}"] if name is not None else [])]
-    loaded = load_config(config, overrides)
     reporter = console.make_reporter(json_output=json_output, quiet=quiet)
     if resume_dir is not None:
-        result = _resume(resume_dir, loaded, force, reporter)
+        result = resume_run(resolve_run(resume_dir), config, overrides, force, reporter, command=sys.argv)
     else:
-        result = run_training(loaded, out, reporter=reporter, command=sys.argv, run_dir=run_dir)
+        result = run_training(load_config(config, overrides), out, reporter=reporter, command=sys.argv, run_dir=run_dir)
     _report_run(result, json_output, quiet)
 
 
 @app.command()
 @report_errors
 def resume(
-    run: Path = typer.Argument(..., help="The run folder to continue."),
+    run: Path = typer.Argument(..., metavar="RUN", help="The run folder to continue, or RUNS/NAME@latest."),
     set_: Optional[List[str]] = SetOption,
     force: bool = typer.Option(False, "--force", help="Allow a changed training.epochs or training.checkpoint_every."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object with the results, nothing else."),
@@ -105,34 +151,13 @@ def resume(
 ):
     """Continue an interrupted run from its last checkpoint; the result equals an uninterrupted run, bit for bit."""
     from nnctl import console
-    from nnctl.config import load_config
-    from nnctl.runs import is_run_dir
+    from nnctl.resume import resume_run
+    from nnctl.runref import resolve_run
 
-    if not is_run_dir(run):
-        raise NnctlError(f"{run}: not a run folder (no run.json and config.yaml)")
-    loaded = load_config(run / "config.yaml", set_ or [])
-    result = _resume(run, loaded, force, console.make_reporter(json_output=json_output, quiet=quiet))
+    run = resolve_run(run)
+    reporter = console.make_reporter(json_output=json_output, quiet=quiet)
+    result = resume_run(run, None, set_ or [], force, reporter, command=sys.argv)
     _report_run(result, json_output, quiet)
-
-
-def _resume(run_dir: Path, loaded, force: bool, reporter):
-    """Refuse a config that differs from the run's, except the resume-safe keys with --force."""
-    from nnctl.config import config_differences, load_config, resume_safe_keys
-    from nnctl.runs import RunFolder, is_run_dir
-    from nnctl.training import resume_training
-
-    if not is_run_dir(run_dir):
-        raise NnctlError(f"{run_dir}: not a run folder (no run.json and config.yaml)")
-    saved = load_config(run_dir / "config.yaml").config
-    differences = config_differences(saved, loaded.config)
-    if differences:
-        listed = "; ".join(f"{key}: {old!r} -> {new!r}" for key, old, new in differences)
-        unsafe = [key for key, _, _ in differences if key not in resume_safe_keys(saved)]
-        if not force:
-            raise NnctlError(f"{run_dir}: the config differs from the run's ({listed}); resume with the run's own config, or --force to change {', '.join(sorted(resume_safe_keys(saved) - {'name'}))}")
-        if unsafe:
-            raise NnctlError(f"{run_dir}: refused even with --force: changing {', '.join(unsafe)} would make the run differ from an uninterrupted one ({listed})")
-    return resume_training(loaded, RunFolder(run_dir), reporter, command=sys.argv)
 
 
 def _report_run(result, json_output: bool, quiet: bool) -> None:
@@ -153,14 +178,16 @@ def _report_run(result, json_output: bool, quiet: bool) -> None:
 @app.command("eval")
 @report_errors
 def eval_command(
-    run: Path = typer.Argument(..., help="A run folder, or a checkpoint .npz file."),
-    split: str = typer.Option("test", "--split", help="test, val or train."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run folder (or RUNS/NAME@latest: the newest run of NAME), or a checkpoint .npz file."),
+    split: str = typer.Option("test", "--split", metavar="[test|val|train]", help="The data split to score."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object with the metrics."),
 ):
     """Score a run's checkpoint on a data split, recomputed exactly as in training."""
     from nnctl import console
     from nnctl.evaluation import evaluate_split, restore
+    from nnctl.runref import resolve_run
 
+    run = resolve_run(run)
     if split not in ("test", "val", "train"):
         raise NnctlError(f"--split: {split!r} is not allowed; allowed: test, val, train")
     restored = restore(run)
@@ -175,7 +202,7 @@ def eval_command(
 @app.command()
 @report_errors
 def validate(
-    config: Path = typer.Argument(..., help="The experiment's YAML file."),
+    config: Path = typer.Argument(..., metavar="CONFIG", help="The experiment's YAML file."),
     set_: Optional[List[str]] = SetOption,
 ):
     """Check a config (and that its model fits its data); print it resolved, with every default filled in."""
@@ -193,48 +220,77 @@ def validate(
 @app.command("gradcheck")
 @report_errors
 def gradcheck_command(
-    config: Path = typer.Argument(..., help="The experiment's YAML file."),
+    config: Path = typer.Argument(..., metavar="CONFIG", help="The experiment's YAML file."),
     set_: Optional[List[str]] = SetOption,
-    threshold: float = typer.Option(1e-6, "--threshold", help="Largest relative error that passes."),
+    rtol: float = typer.Option(
+        1e-5,
+        "--rtol",
+        "--threshold",
+        min=0.0,
+        help="Relative tolerance (--threshold: its old name); the criterion is printed under the table.",
+    ),
+    atol: Optional[float] = typer.Option(
+        None,
+        "--atol",
+        min=0.0,
+        help="Absolute floor of the tolerance (default: the noise floor of the finite differences).",
+    ),
     batch: int = typer.Option(8, "--batch", min=2, help="Rows of training data to check on (at least 2, for batch norm)."),
 ):
-    """Check every parameter's backpropagated gradient against finite differences (float64)."""
+    """Check every parameter's backpropagated gradient against finite differences (float64); prints the criterion."""
     from rich.console import Console
     from rich.table import Table
 
     from nnctl.config import load_config
+    from nnctl.engine.gradcheck import STEP
     from nnctl.gradcheck_run import gradcheck
 
-    rows = gradcheck(load_config(config, set_ or []), batch=batch)
-    table = Table(title=f"gradient check (centred differences, float64, {batch} rows)")
-    for column in ("parameter", "shape", "entries", "relative error", ""):
-        table.add_column(column, justify="left" if column == "parameter" else "right")
+    rows = gradcheck(load_config(config, set_ or []), batch=batch, rtol=rtol, atol=atol)
+    table = Table(title=f"gradient check (five-point differences, float64, {batch} rows)")
+    table.add_column("parameter", no_wrap=True)
+    for column in ("shape", "entries", "max|grad|", "abs err", "rel err", ""):
+        table.add_column(column, justify="right", no_wrap=True)
     for row in rows:
-        ok = row.error < threshold
-        table.add_row(row.name, "x".join(map(str, row.shape)), str(row.checked), f"{row.error:.2e}", "ok" if ok else "FAIL")
-    Console().print(table)
-    failed = [row.name for row in rows if not row.error < threshold]
+        status = ("ok" if row.passed else "FAIL") + (" (0)" if row.below_noise else "")
+        shape = "x".join(map(str, row.shape))
+        table.add_row(
+            row.name, shape, str(row.checked), f"{row.scale:.1e}", f"{row.abs_error:.1e}", f"{row.rel_error:.1e}", status
+        )
+    console = Console()
+    console.print(table)
+    delta = rows[0].delta if rows else 0.0
+    floor = f"{atol:g} (--atol)" if atol is not None else f"{delta:.1e} = 100*eps*max(1,|loss|)/h, noise of the differences (h = {STEP:g})"
+    console.print(
+        "pass per entry: |analytic - numeric| <= atol + rtol*|numeric|, atol = rtol*max|grad| + floor\n"
+        f"rtol = {rtol:g}; floor = {floor}\n"
+        "rel err = abs err / max|grad|; (0): max|grad| <= floor, a zero gradient (rel err = noise/noise)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    failed = [row.name for row in rows if not row.passed]
     if failed:
-        print(f"error: gradient check failed (relative error >= {threshold:g}) for: {', '.join(failed)}", file=sys.stderr)
+        print(f"error: gradient check failed (|analytic - numeric| above tolerance) for: {', '.join(failed)}", file=sys.stderr)
         raise typer.Exit(1)
 
 
 @app.command("predict")
 @report_errors
 def predict_command(
-    run: Path = typer.Argument(..., help="A run folder, or a checkpoint .npz file."),
+    run: Path = typer.Argument(..., metavar="RUN", help="A run folder (or RUNS/NAME@latest: the newest run of NAME), or a checkpoint .npz file."),
     input_file: Path = typer.Argument(..., metavar="INPUT", help="A CSV (the training columns) or an NPZ (array 'x')."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the CSV here instead of stdout."),
     proba: bool = typer.Option(False, "--proba", help="Add one probability column per class."),
     target: Optional[str] = typer.Option(
-        None, "--target", help="Column/array with known targets (default: the training target, else label, target or y)."
+        None, "--target", metavar="<column>", help="Column/array with known targets (default: the training target, else label, target or y)."
     ),
 ):
     """Predict new rows with a trained model; the training preprocessing is applied as it was."""
     from nnctl.evaluation import restore
     from nnctl.predict import predict, to_csv
+    from nnctl.runref import resolve_run
     from nnctl.runs import atomic_write_text
 
+    run = resolve_run(run)
     if not input_file.is_file():
         raise NnctlError(f"{input_file}: file not found")
     if out is not None and out.exists() and out.resolve() == input_file.resolve():
@@ -255,16 +311,16 @@ def predict_command(
         print(f"targets found in {input_file.name}: {score}", file=sys.stderr)
 
 
-data_app = typer.Typer(help="Datasets: download them, look at them.", no_args_is_help=True)
+data_app = typer.Typer(cls=HelpGroup, help="Datasets: download them, look at them.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 
 @data_app.command("fetch")
 @report_errors
 def data_fetch(
-    dataset: str = typer.Argument(..., help="mnist or fashion-mnist."),
+    dataset: str = typer.Argument(..., metavar="mnist|fashion-mnist", help="The dataset to download."),
     folder: Optional[Path] = typer.Option(None, "--dir", help="Where to put the files (default: the cache folder)."),
-    mirror: Optional[str] = typer.Option(None, "--mirror", help="Base URL of the files (or $NNCTL_DATA_MIRROR)."),
+    mirror: Optional[str] = typer.Option(None, "--mirror", metavar="<url>", help="Base URL of the files (or $NNCTL_DATA_MIRROR)."),
 ):
     """Download MNIST or Fashion-MNIST, verified by SHA-256 (files already verified are not downloaded again)."""
     from nnctl import console
@@ -278,7 +334,7 @@ def data_fetch(
 @data_app.command("show")
 @report_errors
 def data_show(
-    config: Path = typer.Argument(..., help="The experiment's YAML file."),
+    config: Path = typer.Argument(..., metavar="CONFIG", help="The experiment's YAML file."),
     set_: Optional[List[str]] = SetOption,
 ):
     """What a config's data section yields: split sizes, features, class balance, image shape."""
@@ -293,41 +349,51 @@ def data_show(
 @app.command("plot")
 @report_errors
 def plot_command(
-    runs: List[Path] = typer.Argument(..., metavar="RUN", help="One or more run folders."),
+    runs: List[Path] = typer.Argument(..., metavar="RUN", help="One or more run folders (or RUNS/NAME@latest), or a sweep folder."),
     out: Optional[Path] = typer.Option(
         None, "--out", "-o", help="The PNG to write (default: RUN/plot.png for one run, plot.png here for several)."
     ),
-    metric: Optional[str] = typer.Option(None, "--metric", help="Plot only this metric, e.g. val_accuracy (or accuracy: train and val)."),
-    kind: str = typer.Option("auto", "--kind", help="auto, curves, boundary (2-D data) or function (1-D data)."),
+    metric: Optional[str] = typer.Option(None, "--metric", metavar="<metric>", help="Plot only this metric, e.g. val_accuracy (or accuracy: train and val)."),
+    kind: str = typer.Option("auto", "--kind", metavar="[auto|curves|boundary|function]", help="boundary needs 2-D data, function 1-D data."),
 ):
     """Draw learning curves (several runs overlaid), a 2-D decision boundary or a 1-D function fit, as a PNG (needs matplotlib)."""
     from nnctl.plots import plot
+    from nnctl.runref import resolve_run
 
+    runs = [resolve_run(run) for run in runs]
     print(plot(runs, out, metric=metric, kind=kind))
 
 
 @app.command()
 @report_errors
 def sweep(
-    file: Path = typer.Argument(..., help="A sweep file, or an experiment config with -p options."),
+    file: Optional[Path] = typer.Argument(None, metavar="FILE", help="A sweep file, or an experiment config with -p options (not needed with --resume)."),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", metavar="KEY.PATH=V1,V2", help="One-line grid values; repeatable."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="One-line sweeps: seeds, e.g. 0,1,2."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="One-line sweeps: the summary metric to rank by."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", metavar="<int,...>", help="One-line sweeps: seeds, e.g. 0,1,2."),
+    metric: Optional[str] = typer.Option(None, "--metric", metavar="<metric>", help="One-line sweeps: the summary metric to rank by."),
     set_: Optional[List[str]] = SetOption,
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Sweep folders go to OUT/sweeps/."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=1, help="Trials at a time (local executor)."),
-    executor: Optional[str] = typer.Option(None, "--executor", help="local or dask."),
-    address: Optional[str] = typer.Option(None, "--address", help="Dask scheduler address, e.g. tcp://host:8786."),
+    executor: Optional[str] = typer.Option(None, "--executor", metavar="[local|dask]", help="Where trials run (default: the sweep file's, else local)."),
+    address: Optional[str] = typer.Option(None, "--address", metavar="<url>", help="Dask scheduler address, e.g. tcp://host:8786."),
     resume_dir: Optional[Path] = typer.Option(None, "--resume", help="Continue this sweep folder."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed trial."),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object: folder, counts, leaderboard."),
 ):
-    """Run a config over many parameter points and seeds; rank them in summary.csv and a leaderboard."""
+    """Run a config over many parameter points and seeds; rank them in summary.csv and a leaderboard.
+
+    Ctrl-C (or SIGTERM) stops the sweep: the running trials stop and are recorded as interrupted, and the
+    command prints how to continue (nnctl sweep --resume FOLDER) and exits 130 (143 for SIGTERM)."""
+    import shlex
+    import signal
+
     from nnctl import console
     from nnctl import sweep as sweeps
 
     if executor not in (None, "local", "dask"):
         raise NnctlError(f"--executor: {executor!r} is not allowed; allowed: local, dask")
+    if file is None and resume_dir is None:
+        raise NnctlError("give a sweep file (or an experiment config with -p), or --resume SWEEP_FOLDER")
     if resume_dir is not None:
         if set_ or param:
             raise NnctlError("--resume continues a sweep as it was defined: --set and -p cannot change it")
@@ -341,23 +407,35 @@ def sweep(
         spec, out, resume_dir=resume_dir, workers=workers, executor_type=executor, address=address,
         fail_fast=fail_fast, progress=reporter.trial,
     )  # fmt: skip
+    # stopped by a signal: the trials it stopped or never started are not failures, they run on --resume
+    failed = [record for record in result.failed if result.interrupted is None or record["event"] in ("failed", "diverged")]
     if json_output:
-        print(console.json_line({"sweep_dir": str(result.folder), "trials": len(result.outcomes), "failed": len(result.failed), "leaderboard": result.rows}))
+        report = {"sweep_dir": str(result.folder), "trials": len(result.outcomes), "failed": len(failed), "leaderboard": result.rows}
+        if result.interrupted is not None:
+            report["interrupted"] = signal.Signals(result.interrupted).name
+        print(console.json_line(report))
     else:
         console.print_leaderboard(spec, result)
-    for record in result.failed:
+    for record in failed:
         print(f"error: trial {record['trial']} ({record['event']}): {record.get('error', 'did not finish')} [{record.get('run_dir', '')}]", file=sys.stderr)
-    raise typer.Exit(1 if result.failed else 0)
+    if result.interrupted is not None:
+        done, total, unit = sweeps.progress_counts(spec, result.outcomes)
+        command = ["nnctl", "sweep", "--resume", str(result.folder)]
+        command += [*(["--workers", str(workers)] if workers else []), *(["--executor", executor] if executor else [])]
+        command += [*(["--address", address] if address else []), *(["--fail-fast"] if fail_fast else [])]
+        print(f"interrupted: sweep stopped; {done} of {total} {unit} done; continue with: {shlex.join(command)}", file=sys.stderr)
+        raise typer.Exit(128 + result.interrupted)
+    raise typer.Exit(1 if failed else 0)
 
 
-runs_app = typer.Typer(help="List and compare run folders.", no_args_is_help=True)
+runs_app = typer.Typer(cls=HelpGroup, help="List and compare run folders.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 
 
 @runs_app.command("list")
 @report_errors
 def runs_list(
-    folder: Path = typer.Argument(Path("runs"), help="A folder of run folders."),
+    folder: Path = typer.Argument(Path("runs"), metavar="FOLDER", help="A folder of run folders."),
     json_output: bool = typer.Option(False, "--json", help="One JSON object per line."),
 ):
     """The runs in a folder, with their status, key config values and final metrics."""
@@ -375,13 +453,15 @@ def runs_list(
 @runs_app.command("compare")
 @report_errors
 def runs_compare(
-    runs: List[Path] = typer.Argument(..., help="Two or more run folders."),
+    runs: List[Path] = typer.Argument(..., metavar="RUN", help="Two or more run folders (or RUNS/NAME@latest)."),
     json_output: bool = typer.Option(False, "--json", help="One JSON object."),
 ):
     """The config keys that differ between runs, and their metrics side by side."""
     from nnctl import console
     from nnctl.runlist import compare_runs
+    from nnctl.runref import resolve_run
 
+    runs = [resolve_run(run) for run in runs]
     comparison = compare_runs(runs)
     if json_output:
         print(console.json_line(comparison))
@@ -392,14 +472,14 @@ def runs_compare(
 @app.command("playground")
 @report_errors
 def playground(
-    dataset: str = typer.Option("spiral", "--dataset", help="circle, xor, gauss, spiral, reg-plane or reg-gauss."),
+    dataset: str = typer.Option("spiral", "--dataset", metavar="<name>", help="circle, xor, gauss or spiral (classification); reg-plane or reg-gauss (regression)."),
     noise: float = typer.Option(0.0, "--noise", help="The Playground's noise, 0 to 0.5."),
-    layers: str = typer.Option("8,8", "--layers", help="Units of the hidden layers, e.g. 4,2 ('none': no hidden layer)."),
-    activation: str = typer.Option("tanh", "--activation", help="Hidden layers: tanh, relu, sigmoid, linear (or any nnctl activation)."),
+    layers: str = typer.Option("8,8", "--layers", metavar="<int,...|none>", help="Units of the hidden layers, e.g. 4,2 ('none': no hidden layer)."),
+    activation: str = typer.Option("tanh", "--activation", metavar="<name>", help="Hidden layers: tanh, relu, sigmoid or linear (the Playground's four); also leaky_relu, elu, softplus."),
     lr: float = typer.Option(0.03, "--lr", help="Learning rate of SGD (+/- move it along the Playground's ladder)."),
     batch_size: int = typer.Option(10, "--batch-size", help="Rows per minibatch."),
-    features: str = typer.Option("x1,x2", "--features", help="Inputs: x1, x2, x1_sq, x2_sq, x1_x2, sin_x1, sin_x2, comma-separated."),
-    regularization: str = typer.Option("none", "--regularization", help="none, l1 or l2."),
+    features: str = typer.Option("x1,x2", "--features", metavar="<feature,...>", help="Inputs, comma-separated: x1, x2, x1_sq, x2_sq, x1_x2, sin_x1, sin_x2."),
+    regularization: str = typer.Option("none", "--regularization", metavar="[none|l1|l2]", help="Weight penalty of the hidden layers."),
     rate: Optional[float] = typer.Option(None, "--rate", help="Regularization rate (default 0.001 with l1/l2)."),
     momentum: float = typer.Option(0.0, "--momentum", help="SGD momentum (the Playground has none)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data, the split, the weights and the shuffling (r: seed + 1)."),
