@@ -1,7 +1,7 @@
 """Training throughput of nnctl against PyTorch (CPU) and scikit-learn, on the same data and thread count.
 
     python benchmarks/bench.py                    # full run (a few minutes on 2 cores)
-    python benchmarks/bench.py --quick            # smaller sizes, a smoke run (under a minute)
+    python benchmarks/bench.py --quick            # smaller sizes, a smoke run (about a minute)
     python benchmarks/bench.py --threads 1,2 --json results.json
     python benchmarks/bench.py --profile A        # cProfile of nnctl's training on scenario A (or B, C)
 
@@ -19,8 +19,9 @@ every layer but the first.  A training loop built on NumPy cannot beat it, so nn
 fraction of the time nnctl spends in useful matrix products.
 
 Every measurement runs at a fixed thread count, for each count in --threads: threadpoolctl's
-``threadpool_limits`` for NumPy's BLAS (nnctl, scikit-learn, the GEMM floor) and ``torch.set_num_threads``
-for PyTorch.  Throughput is training rows per second over whole measured epochs:
+``threadpool_limits`` for NumPy's BLAS (nnctl, scikit-learn, the GEMM floor), ``torch.set_num_threads`` for
+PyTorch, and ``training.threads`` for nnctl, which sets its BLAS threads itself.  Throughput is training rows
+per second over whole measured epochs:
 
 - nnctl: ``nnctl.training.run_training`` in-process (a silent Reporter); the seconds are the
   ``train_seconds`` of the measured epochs in the run's metrics.jsonl (the training steps alone: the
@@ -33,6 +34,11 @@ for PyTorch.  Throughput is training rows per second over whole measured epochs:
   (continuing from the warm-up's weights) is timed whole.  That time includes fit's input validation
   (a few ms), which is small next to the epochs.  For two classes (B) MLPClassifier has one logistic output
   unit instead of two softmax units: a negligible difference in work.
+
+Thread policy: nnctl on A and B at each count in --threads and at ``training.threads: auto``, taking turns, first
+on the machine as it is, then while a process this script starts spins on one core (``while True: pass``, killed
+when the measurement ends, also on an error); auto/best fixed count is reported for both (targets: >= 0.90 idle,
+>= 1/1.2 busy).  --quick includes it.
 
 Peak memory: nnctl trains A in a separate process (this script with --rss-child) so that its peak resident
 set size (VmHWM from /proc/self/status, else getrusage) is its own; the target is
@@ -50,6 +56,7 @@ column and the rest still runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -205,8 +212,8 @@ def optional_import(name: str):
 
 
 def nnctl_has_threads_key() -> bool:
-    """Whether this nnctl has ``training.threads`` (it then sets the BLAS threads itself, default 1, overriding
-    an outer threadpool_limits): the config must name the thread count being measured."""
+    """Whether this nnctl has ``training.threads`` (it then sets its threads itself, overriding an outer
+    threadpool_limits): the config must name the thread count being measured."""
     from nnctl.config import TrainingConfig
 
     return "threads" in TrainingConfig.model_fields
@@ -255,13 +262,14 @@ def blas_threads_now() -> int | None:
 def epoch_clock():
     """An nnctl Reporter that prints nothing and records, for each epoch, the wall time from the end of the
     previous epoch's report to this one's: the whole epoch (shuffle, gather, steps, metrics), which
-    train_seconds may not all cover.  It also notes the BLAS threads in effect inside nnctl's loop."""
+    train_seconds may not all cover.  It also notes the BLAS threads in effect inside nnctl's loop at each
+    epoch's end (``training.threads: auto`` may change them during a run)."""
     from nnctl.training import Reporter
 
     class EpochClock(Reporter):
         def __init__(self):
             self.epoch_seconds: list[float] = []
-            self.blas_threads: int | None = None
+            self.blas_threads: list[int] = []
             self._last = None
 
         def start(self, *args, **kwargs) -> None:
@@ -270,9 +278,17 @@ def epoch_clock():
         def epoch(self, row: dict) -> None:
             now = time.perf_counter()
             self.epoch_seconds.append(now - self._last)
-            if self.blas_threads is None:
-                self.blas_threads = blas_threads_now()
+            threads = blas_threads_now()
+            if threads is not None:
+                self.blas_threads.append(threads)
             self._last = time.perf_counter()
+
+        def threads_seen(self) -> str:
+            """The BLAS threads seen at the epochs' ends: e.g. "2", or "1-2" when auto changed its choice."""
+            if not self.blas_threads:
+                return "?"
+            low, high = min(self.blas_threads), max(self.blas_threads)
+            return str(low) if low == high else f"{low}-{high}"
 
     return EpochClock()
 
@@ -296,40 +312,97 @@ def nnctl_throughput(scenario: Scenario, data_path: Path, workdir: Path, threads
     measured = rows[scenario.warmup_epochs :]
     if result.status != "completed" or len(measured) != scenario.measured_epochs:
         raise RuntimeError(f"nnctl run {result.run_dir} ended {result.status} after {len(rows)} epochs")
-    if clock.blas_threads is not None and clock.blas_threads != threads:
-        raise RuntimeError(f"nnctl trained with {clock.blas_threads} BLAS threads, not the {threads} being measured")
+    if clock.blas_threads and set(clock.blas_threads) != {threads}:
+        raise RuntimeError(f"nnctl trained with {clock.threads_seen()} BLAS threads, not the {threads} being measured")
     seconds = sum(row["train_seconds"] for row in measured)
     m = Measurement.of(scenario.rows * len(measured), seconds, measured[-1]["train_loss"])
     m.whole_epoch_seconds = sum(clock.epoch_seconds[scenario.warmup_epochs :])
     return m
 
 
-def nnctl_auto_throughput(scenario: Scenario, data_path: Path, workdir: Path, repeats: int) -> tuple[float, int | None]:
-    """nnctl with ``training.threads: auto`` (its own choice, no outer limit): median rows/s, threads chosen."""
+def nnctl_auto_once(scenario: Scenario, data_path: Path, workdir: Path) -> tuple[float, str]:
+    """One run of nnctl with ``training.threads: auto`` (its own choice, no outer limit): rows/s, threads used."""
     from nnctl.runs import RunFolder
 
-    speeds, chosen = [], None
-    for _ in range(repeats):
-        config_path = write_nnctl_config(scenario, data_path, workdir, "auto")
-        clock = epoch_clock()
-        result = run_nnctl(config_path, workdir / "runs", clock)
-        measured = RunFolder(result.run_dir).read_metrics()[scenario.warmup_epochs :]
-        speeds.append(scenario.rows * len(measured) / sum(row["train_seconds"] for row in measured))
-        chosen = clock.blas_threads
-    return float(np.median(speeds)), chosen
+    config_path = write_nnctl_config(scenario, data_path, workdir, "auto")
+    clock = epoch_clock()
+    result = run_nnctl(config_path, workdir / "runs", clock)
+    measured = RunFolder(result.run_dir).read_metrics()[scenario.warmup_epochs :]
+    return scenario.rows * len(measured) / sum(row["train_seconds"] for row in measured), clock.threads_seen()
 
 
-def print_auto_table(auto: dict, report_results: list[dict]) -> None:
-    """threads: auto against the best fixed thread count measured above (target: within 10 %)."""
-    print("=== training.threads: auto (nnctl's own choice) against the best fixed setting ===")
-    print(f"  {'scenario':10s} {'auto rows/s':>12s} {'threads':>8s} {'best fixed':>12s} {'at':>4s} {'auto/best':>10s}  target >= 0.90")
-    for key, (speed, chosen) in auto.items():
-        fixed = [(r["nnctl"]["rows_per_second"], r["threads"]) for r in report_results if r["scenario"] == key and r["nnctl"]["rows_per_second"]]
-        best, at = max(fixed)
-        ratio = speed / best
-        verdict = "meets target" if ratio >= 0.9 else "BELOW target"
-        print(f"  {key:10s} {speed:12,.0f} {str(chosen):>8s} {best:12,.0f} {at:4d} {ratio:9.2f}x  {verdict}")
+def print_thread_policy(policy: list[dict]) -> None:
+    """nnctl at each fixed thread count and at auto, idle and with the burner (measure_thread_policy)."""
+    cores = os.cpu_count() or 1
+    print(f"=== training.threads: auto against the best fixed setting, idle and busy (busy: a process spinning on one "
+          f"core of {cores}, started and stopped by this script) ===")
+    counts = [key for key in policy[0]["rows_per_second"] if key != "auto"]
+    rows = []
+    for p in policy:
+        speeds = p["rows_per_second"]
+        best = max(counts, key=lambda key: speeds[key])
+        ratio = speeds["auto"] / speeds[best]
+        target = 1 / 1.2 if p["busy"] else 0.9
+        other = p["other_processes_cpu_fraction"]
+        load = "?" if other is None else f"{other:.0%}" + (" (not idle)" if not p["busy"] and other > DISTURBED else "")
+        rows.append([p["scenario"], "busy" if p["busy"] else "idle", *(f"{speeds[key]:,.0f}" for key in counts),
+                     f"{speeds['auto']:,.0f}", p["auto_threads"], f"{ratio:.2f}x", f">= {target:.2f}x",
+                     "meets target" if ratio >= target else "BELOW target", load])
+    headers = ["", "machine", *(f"{key} thread{'s' if key != '1' else ''}" for key in counts), "auto", "auto used",
+               "auto/best", "target", "", "other CPU use"]
+    print("nnctl training throughput, samples/s; the fixed counts and auto take turns; medians of the repeats")
+    print(format_table(headers, rows, left=2))
+    print("  targets: auto within 10 % of the best fixed count idle, within 1.2x of it busy.  \"other CPU use\": the share")
+    print(f"  of the machine's CPU time other processes used, the burner's included (the burner alone: {1 / cores:.0%})")
     print()
+
+
+# --- a busy machine: nnctl next to a process that keeps one core busy
+
+
+class Burner:
+    """A child process that spins on one core (``while True: pass``) for as long as the ``with`` block runs;
+    it is killed on the way out, whatever happens inside."""
+
+    def __enter__(self):
+        self.process = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            time.sleep(0.2)  # let it start spinning
+        except BaseException:  # e.g. Ctrl-C right now: __exit__ would not run
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.process.kill()
+        self.process.wait()
+
+
+def measure_thread_policy(scenario: Scenario, data_path: Path, workdir: Path, thread_counts: list[int], repeats: int,
+                          busy: bool) -> dict:
+    """nnctl at each fixed thread count and at ``auto``, taking turns (so that noise from elsewhere hits them alike),
+    on the machine as it is or while a Burner keeps one core busy: the median rows/s of each, the threads auto used,
+    and the share of the CPUs other processes used (the burner's included)."""
+    speeds: dict[str, list[float]] = {str(t): [] for t in thread_counts}
+    speeds["auto"] = []
+    chosen = set()
+    with Burner() if busy else contextlib.nullcontext():
+        load = OtherLoad()
+        for _ in range(repeats):
+            for threads in thread_counts:
+                speeds[str(threads)].append(nnctl_throughput(scenario, data_path, workdir, threads).rows_per_second)
+            speed, used = nnctl_auto_once(scenario, data_path, workdir)
+            speeds["auto"].append(speed)
+            chosen.add(used)
+        other = load.fraction()
+    return {
+        "scenario": scenario.key,
+        "busy": busy,
+        "rows_per_second": {key: float(np.median(values)) for key, values in speeds.items()},
+        "repeats": speeds,
+        "auto_threads": "/".join(sorted(chosen)),
+        "other_processes_cpu_fraction": other,
+    }
 
 
 # --- PyTorch
@@ -851,7 +924,7 @@ def profile_nnctl(scenario: Scenario, data_path: Path, workdir: Path, threads: i
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes for a smoke run (about a minute)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     parser.add_argument("--repeat", type=int, metavar="N", help="measure each framework N times, report the median "
                         "(default 3; 1 with --quick)")
@@ -916,9 +989,12 @@ def main(argv: list[str] | None = None) -> int:
             print_thread_table(threads, results, by_key, repeats, other)
             report["results"] += [asdict(r) for r in results]
             report.setdefault("other_processes_cpu_fraction", {})[threads] = other
-        auto = {key: nnctl_auto_throughput(by_key[key], data[by_key[key].data_key][2], workdir, repeats) for key in ("A", "B")}
-        report["auto"] = {key: {"rows_per_second": speed, "threads": chosen} for key, (speed, chosen) in auto.items()}
-        print_auto_table(auto, report["results"])
+        if nnctl_has_threads_key():
+            # at least 3 rounds even with --quick: one short run per setting says little on a shared machine
+            policy = [measure_thread_policy(by_key[key], data[by_key[key].data_key][2], workdir, thread_counts, max(repeats, 3), busy)
+                      for busy in (False, True) for key in ("A", "B")]
+            report["thread_policy"] = policy
+            print_thread_policy(policy)
         print_memory(memory)
         print(f"benchmark wall time {time.perf_counter() - started:.1f} s")
     if args.json:

@@ -159,7 +159,7 @@ def resume_training(loaded: LoadedConfig, run: RunFolder, reporter: Reporter | N
     run.rewrite_metrics(rows)  # rows written after the checkpoint are recomputed, never duplicated
     trainer.rows = rows
     info = run.read_run_info()
-    trainer.threads = info.get("blas_threads", trainer.threads)  # the run's own count: the same numbers
+    trainer.threads = info.get("blas_threads", trainer.threads)  # the run's own setting (a fixed count: the same bits)
     resumes = info.get("resumes", []) + [{"at": now(), "from_epoch": trainer.state.epoch, "command": command or sys.argv}]
     run.update_run_info(status="running", resumes=resumes, blas_threads=trainer.threads)
     atomic_write_text(run.config_path, config.to_yaml())
@@ -204,9 +204,24 @@ def _run(trainer: "Trainer", run: RunFolder) -> RunResult:
         if isinstance(exc, NnctlError):
             raise exc from None
         raise
+    if not result.message:
+        result.message = auto_threads_note(trainer, run)
     # a finished run no longer carries the message or error of an earlier interruption or failure
     run.update_run_info(remove=("message", "error"), status=result.status, ended=now(), **({"message": result.message} if result.message else {}))
     return result
+
+
+def auto_threads_note(trainer: "Trainer", run: RunFolder) -> str:
+    """Say so when ``threads: auto`` changed the thread count during the run: the numbers then depend on the
+    machine's load (BLAS results differ in their last bits between thread counts)."""
+    used = run.read_run_info().get("auto_threads") if trainer.threads == "auto" else None
+    if not used or len(used.get("seconds", {})) < 2:
+        return ""
+    counts = ", ".join(f"{n} for {s:g} s" for n, s in used["seconds"].items())
+    return (
+        f"threads: auto followed the machine's load and ran BLAS on {counts}; results differ in their last bits "
+        "between thread counts, so set training.threads to a number for bit-identical reruns"
+    )
 
 
 def os_error_text(exc: OSError) -> str:
