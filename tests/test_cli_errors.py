@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, nnctl, train_json
+from conftest import CONFIGS, nnctl, nnctl_in_process, train_json
 
 SPIRAL = (CONFIGS / "spiral.yaml").read_text()
 
@@ -64,7 +64,7 @@ CONFIG_CASES = {
 def test_bad_config(tmp_path, case):
     text, fragments = CONFIG_CASES[case]
     out = tmp_path / "runs"
-    result = nnctl("train", write(tmp_path, text), "--out", out)
+    result = nnctl_in_process("train", write(tmp_path, text), "--out", out)
     assert_clean_error(result, *fragments)
     assert not out.exists() or not any(out.iterdir())  # no run folder left behind
 
@@ -81,7 +81,7 @@ SET_CASES = {
 @pytest.mark.parametrize("case", list(SET_CASES))
 def test_bad_set_override(tmp_path, case):
     args, fragments = SET_CASES[case]
-    result = nnctl("train", CONFIGS / "spiral.yaml", *args, "--out", tmp_path / "runs")
+    result = nnctl_in_process("train", CONFIGS / "spiral.yaml", *args, "--out", tmp_path / "runs")
     assert_clean_error(result, *fragments)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, nnctl, read_jsonl, train_json
+from conftest import CONFIGS, nnctl, nnctl_in_process, read_jsonl, train_json
 from test_cli_errors import assert_clean_error
 
 SPIRAL = CONFIGS / "spiral.yaml"
@@ -62,7 +62,7 @@ BAD = {
 def test_bad_lecture_input(tmp_path, case):
     config, overrides, fragments = BAD[case]
     args = [arg for override in overrides for arg in ("--set", override)]
-    assert_clean_error(nnctl("train", config, *args, "--out", tmp_path / "runs"), *fragments)
+    assert_clean_error(nnctl_in_process("train", config, *args, "--out", tmp_path / "runs"), *fragments)
     assert not (tmp_path / "runs").exists()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, REPO, nnctl, train_json
+from conftest import CONFIGS, REPO, nnctl, nnctl_in_process, train_json
 from test_cli_errors import assert_clean_error
 
 MLP = """
@@ -113,7 +113,7 @@ def test_bad_csv(tmp_path, case):
     text, fragments = CSV_BAD[case]
     (tmp_path / "data.csv").write_text(text)
     config = write_config(tmp_path, "{dataset: csv, path: data.csv, target: label}")
-    assert_clean_error(nnctl("train", config, "--out", tmp_path / "runs"), "data.csv", *fragments)
+    assert_clean_error(nnctl_in_process("train", config, "--out", tmp_path / "runs"), "data.csv", *fragments)
     assert not (tmp_path / "runs").exists()
 
 
@@ -151,7 +151,7 @@ def test_bad_npz(tmp_path, case):
     make, fragments = NPZ_BAD[case]
     make(tmp_path / "arrays.npz")
     config = write_config(tmp_path, "{dataset: npz, path: arrays.npz}")
-    assert_clean_error(nnctl("train", config, "--out", tmp_path / "runs"), "arrays.npz", *fragments)
+    assert_clean_error(nnctl_in_process("train", config, "--out", tmp_path / "runs"), "arrays.npz", *fragments)
 
 
 # ------------------------------------------------------------------------------------------------ IDX
@@ -206,7 +206,7 @@ def test_bad_idx(tmp_path, case):
     damage, fragments = IDX_BAD[case]
     target.write_bytes(damage(target.read_bytes()))
     config = write_config(tmp_path, "{dataset: mnist, path: mnist}", units=10)
-    assert_clean_error(nnctl("train", config), "train-images-idx3-ubyte", *fragments)
+    assert_clean_error(nnctl_in_process("train", config), "train-images-idx3-ubyte", *fragments)
 
 
 def test_missing_mnist_files_name_the_fetch_command(tmp_path):
