@@ -282,15 +282,18 @@ class RunFolder:
             writer.writerow(row)
 
     def sync_metrics(self) -> None:
-        """fsync the metrics logs: called before a checkpoint is written, so that it never outlives its rows."""
-        for path in (self.metrics_jsonl_path, self.metrics_csv_path):
-            if path.exists():
-                fd = os.open(path, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        _fsync_folder(self.path)  # a metrics file created since the last checkpoint: its folder entry too
+        """fsync metrics.jsonl: called before a checkpoint is written, so that it never outlives its rows.
+        (metrics.csv needs no fsync: resume rewrites it from metrics.jsonl's rows.)"""
+        if not self.metrics_jsonl_path.exists():
+            return
+        fd = os.open(self.metrics_jsonl_path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if not getattr(self, "_metrics_entry_synced", False):  # the file's entry in the folder, once
+            _fsync_folder(self.path)
+            self._metrics_entry_synced = True
 
     def read_metrics(self) -> list[dict]:
         """The rows of metrics.jsonl; a last line cut short by a crash (or not a row at all) ends them."""
