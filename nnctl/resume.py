@@ -56,7 +56,7 @@ def check_resume_config(run_dir: Path, trained: LoadedConfig, wanted: LoadedConf
         return
     safe = resume_safe_keys(trained.config)
     listed = describe_differences(differences)
-    unsafe = [key for key, _, _ in unsafe_differences(trained, wanted)]
+    unsafe = [key for key, _, _ in differences if key not in safe]
     if unsafe:
         extra = " even with --force" if force else ""
         raise NnctlError(

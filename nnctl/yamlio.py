@@ -133,11 +133,7 @@ def _bracket_depth(text: str) -> int:
 
 
 def _record_locations(node, path: KeyPath, locations: Locations, source: str, count: list[int], what: str, depth: int = 0) -> None:
-    count[0] += 1
-    if count[0] > MAX_YAML_NODES:
-        raise NnctlError(f"{source}: {what} expands to more than {MAX_YAML_NODES:,} values (too many aliases?); refused")
-    if depth > MAX_YAML_DEPTH:
-        raise NnctlError(f"{_at(node, source, what)}: {what} is nested more than {MAX_YAML_DEPTH} levels deep; refused")
+    _count_one(node, source, count, what, depth)
     mark = node.start_mark
     locations.setdefault(path, f"{source}:{mark.line + 1}:{mark.column + 1}")
     if isinstance(node, yaml.MappingNode):
@@ -167,6 +163,15 @@ def _record_locations(node, path: KeyPath, locations: Locations, source: str, co
             _record_locations(item, path + (index,), locations, source, count, what, depth + 1)
 
 
+def _count_one(node, source: str, count: list[int], what: str, depth: int) -> None:
+    """Count ``node`` against the limits: at most MAX_YAML_NODES values (aliases expanded), MAX_YAML_DEPTH levels."""
+    count[0] += 1
+    if count[0] > MAX_YAML_NODES:
+        raise NnctlError(f"{source}: {what} expands to more than {MAX_YAML_NODES:,} values (too many aliases?); refused")
+    if depth > MAX_YAML_DEPTH:
+        raise NnctlError(f"{_at(node, source, what)}: {what} is nested more than {MAX_YAML_DEPTH} levels deep; refused")
+
+
 def _at(node, source: str, what: str) -> str:
     """``file:line:column`` of a node; a command-line value is named by itself (it is one line)."""
     if what == "the value":
@@ -176,11 +181,7 @@ def _at(node, source: str, what: str) -> str:
 
 def _count_nodes(node, source: str, count: list[int], what: str, depth: int) -> None:
     """The limits of ``_record_locations`` for parts that have no key path: merged mappings, complex keys."""
-    count[0] += 1
-    if count[0] > MAX_YAML_NODES:
-        raise NnctlError(f"{source}: {what} expands to more than {MAX_YAML_NODES:,} values (too many aliases?); refused")
-    if depth > MAX_YAML_DEPTH:
-        raise NnctlError(f"{_at(node, source, what)}: {what} is nested more than {MAX_YAML_DEPTH} levels deep; refused")
+    _count_one(node, source, count, what, depth)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             _count_nodes(key_node, source, count, what, depth + 1)

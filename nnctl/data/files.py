@@ -223,14 +223,22 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path, ke
                 f"{path}: {invalid}: array {key!r} declares shape {shape} of {dtype} ({needed:,} bytes) "
                 f"but its member holds {held:,} bytes (truncated, or a forged header)"
             )
-        problem = resources.check_fits(needed, f"array {key!r} of shape {shape}")
-        if problem:
-            raise NnctlError(f"{path}: {problem}")
-        flat = np.empty(count, dtype)
-        if needed:
-            read_into(member, memoryview(flat.view(np.uint8)), needed, path, invalid)
+        flat = read_array(member, count, dtype, path, invalid, f"array {key!r} of shape {shape}")
         member.read(1)  # at the end of the member: zipfile checks its CRC-32 here
     return flat.reshape(shape[::-1]).T if fortran_order else flat.reshape(shape)
+
+
+def read_array(stream, count: int, dtype: np.dtype, path: Path, invalid: str, what: str) -> np.ndarray:
+    """``count`` values of ``dtype`` from ``stream`` into a new flat array, refused before allocating when the
+    machine has not the memory for it (the sizes come from a header the file itself declares)."""
+    needed = count * dtype.itemsize
+    problem = resources.check_fits(needed, what)
+    if problem:
+        raise NnctlError(f"{path}: {problem}")
+    flat = np.empty(count, dtype)
+    if needed:
+        read_into(stream, memoryview(flat.view(np.uint8)), needed, path, invalid)
+    return flat
 
 
 def read_into(stream, buffer: memoryview, size: int, path: Path, invalid: str) -> None:
@@ -329,12 +337,7 @@ def _read_idx_stream(stream, path: Path, expected_dims: int, file_size: int, gzi
     if available < needed:
         held = f"{file_size - header:,} bytes of data" if not gzipped else f"{file_size:,} compressed bytes"
         raise NnctlError(f"{path}: truncated: {held}, the header promises {needed:,} ({'x'.join(map(str, shape))} of {dtype})")
-    problem = resources.check_fits(needed, f"the {'x'.join(map(str, shape))} array its header declares")
-    if problem:
-        raise NnctlError(f"{path}: {problem}")
-    flat = np.empty(count, dtype)
-    if needed:
-        read_into(stream, memoryview(flat.view(np.uint8)), needed, path, "not a valid IDX file")
+    flat = read_array(stream, count, dtype, path, "not a valid IDX file", f"the {'x'.join(map(str, shape))} array its header declares")
     if stream.read(1):
         raise NnctlError(f"{path}: not a valid IDX file: more data than its header declares ({'x'.join(map(str, shape))} of {dtype})")
     return flat.reshape(shape)
