@@ -198,7 +198,6 @@ def test_runs_compare_orders_keys_naturally(tmp_path):
 
 
 def test_plot_of_a_fixed_weight_model(tmp_path):
-    pytest.importorskip("matplotlib")
     two_inputs = Path(train_json(CONFIGS / "mcculloch_pitts_and.yaml", out=tmp_path / "runs")["run_dir"])
     drawn = nnctl("plot", two_inputs, "--out", tmp_path / "and.png")
     assert drawn.returncode == 0, drawn.stderr

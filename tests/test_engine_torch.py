@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # the test extra installs torch==2.13.0: a missing one must fail, not skip
 import torch.nn.functional as F  # noqa: E402
 
 from nnctl.engine.activations import make_activation  # noqa: E402

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # the test extra installs torch==2.13.0: a missing one must fail, not skip
 from torch.optim import lr_scheduler  # noqa: E402
 
 from nnctl.build import regularized_weights  # noqa: E402

@@ -25,7 +25,6 @@ def summaries(runs: Path, prefix: str) -> list[dict]:
 
 
 def test_quick_report_is_written_from_real_runs(tmp_path):
-    pytest.importorskip("matplotlib")
     out, runs = tmp_path / "report", tmp_path / "report" / "runs"
     started = time.monotonic()
     # --mnist pointing at an empty folder: the test does not depend on MNIST being on the machine, and checks the skip
