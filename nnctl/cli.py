@@ -487,9 +487,20 @@ def playground(
     epochs: Optional[int] = typer.Option(None, "--epochs", help="training.epochs of the saved config (default: the epochs trained)."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Print N frames as plain text and exit (the default without a terminal)."),
     epochs_per_frame: Optional[int] = typer.Option(None, "--epochs-per-frame", help="Epochs between frames (default 25 plain, 5 live)."),
+    web: bool = typer.Option(False, "--web", help="Serve the Playground as a web page (needs the web extra) instead of drawing it here."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="With --web: print the URL, do not open a browser."),
+    host: str = typer.Option("127.0.0.1", "--host", help="With --web: the address to listen on (default: this machine only)."),
+    port: int = typer.Option(8765, "--port", help="With --web: the port (0 picks a free one)."),
+    out: Path = typer.Option(Path("runs"), "--out", help="With --web: where the page's Save run writes run folders."),
 ):
-    """The TensorFlow Playground in the terminal: train live, watch the decision boundary; keys change the settings."""
+    """The TensorFlow Playground in the terminal (or with --web, in the browser): train live, watch the decision boundary."""
     from nnctl import playground as pg
+
+    if web:
+        from nnctl.playground.web.server import run_server
+
+        run_server(host=host, port=port, open_browser=not no_browser, runs_dir=out)
+        return
 
     options = pg.make_options(
         dataset=dataset, noise=noise, layers=layers, activation=activation, lr=lr, batch_size=batch_size,

@@ -1,14 +1,9 @@
 """``nnctl playground``: the TensorFlow Playground in a terminal.
 
-A ``PlaygroundSession`` trains a small network on one of the Playground's six datasets, one epoch at a
-time, exactly as ``nnctl train`` would train the equivalent config (same data, split, initial weights,
-shuffling and updates: ``session.to_yaml()`` saved after N epochs and trained with ``nnctl train``
-gives the same weights, as long as no setting was changed on the way).
-
-Drawing is separate and pure: ``render_rich(view)`` gives a rich ``Text`` (the decision boundary in
-coloured half blocks "▀", two grid rows per character cell), ``render_plain(view)`` plain text without
-any control code.  ``action_for_key`` maps a key to an action and ``apply_action`` performs it, so the
-interactive loop (``run_interactive``) only reads keys and redraws.
+It shows a ``PlaygroundSession`` (``session.py``).  Drawing is pure: ``render_rich(session, view)`` gives a
+rich ``Text`` (the decision boundary in coloured half blocks "▀", two grid rows per character cell),
+``render_plain`` plain text without any control code.  ``action_for_key`` maps a key to an action and
+``apply_action`` performs it, so the interactive loop (``run_interactive``) only reads keys and redraws.
 """
 
 from __future__ import annotations
@@ -17,40 +12,17 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from nnctl import build
-from nnctl.config import (
-    FEATURES,
-    PLAYGROUND_CLASSIFICATION,
-    PLAYGROUND_REGRESSION,
-    ExperimentConfig,
-    LoadedConfig,
-    did_you_mean,
-    validate_config,
-)
-from nnctl.data import load_data, split_rows
-from nnctl.data.playground import GENERATORS, make_features
-from nnctl.engine.losses import softmax
 from nnctl.errors import NnctlError
-from nnctl.metrics import Head, forward_in_chunks
-from nnctl.seeding import generator
-from nnctl.training import train_step
-from nnctl.yamlio import Locations
+from nnctl.playground.options import DATASETS, LR_LADDER, PlaygroundOptions
+from nnctl.playground.session import EXTENT, PlaygroundSession
 
-DATASETS = PLAYGROUND_CLASSIFICATION + PLAYGROUND_REGRESSION
 #: what ``a`` cycles through (the Playground's four; "linear" is nnctl's identity)
 CYCLE_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")
-ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus")
-ACTIVATION_ALIASES = {"linear": "identity"}
-#: the Playground's learning rates; + and - move along this ladder
-LR_LADDER = (0.00001, 0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
-REGULARIZATIONS = ("none", "l1", "l2")
-#: the Playground's heatmap extent: x, y in [-6, 6]
-EXTENT = 6.0
 MAX_GRID = 100
 
 # the Playground's palette: orange (class 0, -1) -> light grey -> blue (class 1, +1)
@@ -62,271 +34,6 @@ LEVELS = 16
 #: the Playground's heatmap canvas is drawn with alpha 160 (of 255) over the white page
 HEAT_ALPHA = 160 / 255
 SPARK = "▁▂▃▄▅▆▇█"
-
-
-# ------------------------------------------------------------------------------------ the options
-
-
-@dataclass
-class PlaygroundOptions:
-    """The Playground's controls; ``to_config_dict`` turns them into an nnctl experiment config."""
-
-    dataset: str = "spiral"
-    noise: float = 0.0
-    layers: list[int] = field(default_factory=lambda: [8, 8])
-    activation: str = "tanh"
-    lr: float = 0.03
-    batch_size: int = 10
-    features: list[str] = field(default_factory=lambda: ["x1", "x2"])
-    regularization: str = "none"
-    rate: float = 0.0
-    seed: int = 0
-    momentum: float = 0.0
-    epochs: int | None = None  # training.epochs of the saved config; None: the epochs trained so far
-
-    @property
-    def is_regression(self) -> bool:
-        return self.dataset in PLAYGROUND_REGRESSION
-
-    def to_config_dict(self, epochs: int = 100) -> dict:
-        activation = ACTIVATION_ALIASES.get(self.activation, self.activation)
-        layers = [{"type": "dense", "units": units, "activation": activation} for units in self.layers]
-        layers.append({"type": "dense", "units": 1 if self.is_regression else 2})
-        regularization = {"l1": 0.0, "l2": 0.0}
-        if self.regularization != "none":
-            regularization[self.regularization] = self.rate
-        return {
-            "name": f"playground-{self.dataset}",
-            "seed": self.seed,
-            "data": {"dataset": self.dataset, "noise": self.noise, "features": list(self.features), "test_fraction": 0.5},
-            "model": {"type": "mlp", "init": "xavier_uniform", "layers": layers, "regularization": regularization},
-            "loss": "mse" if self.is_regression else "cross_entropy",
-            "optimizer": {"name": "sgd", "lr": self.lr, "momentum": self.momentum},
-            "training": {"epochs": self.epochs or epochs, "batch_size": self.batch_size},
-        }
-
-
-def parse_layers(text: str) -> list[int]:
-    """``"8,8"`` -> [8, 8]; ``""``, ``"0"`` or ``"none"``: no hidden layer (a linear model)."""
-    text = text.strip()
-    if text.lower() in ("", "0", "none"):
-        return []
-    units = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part.isdigit() or int(part) < 1:
-            raise NnctlError(f"--layers: {part!r} is not a number of units; give positive integers separated by commas, e.g. 8,8")
-        units.append(int(part))
-    if len(units) > 10 or max(units) > 256:
-        raise NnctlError(f"--layers: {text!r} is too large for a live playground (at most 10 layers of 256 units)")
-    return units
-
-
-def parse_features(text: str) -> list[str]:
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    if not names:
-        raise NnctlError(f"--features: give at least one of {', '.join(FEATURES)}")
-    for name in names:
-        if name not in FEATURES:
-            raise NnctlError(f"--features: unknown feature {name!r}{did_you_mean(name, list(FEATURES))}; allowed: {', '.join(FEATURES)}")
-    if len(set(names)) != len(names):
-        raise NnctlError("--features: each feature may appear once")
-    return names
-
-
-def make_options(
-    dataset: str = "spiral",
-    noise: float = 0.0,
-    layers: str = "8,8",
-    activation: str = "tanh",
-    lr: float = 0.03,
-    batch_size: int = 10,
-    features: str = "x1,x2",
-    regularization: str = "none",
-    rate: float | None = None,
-    seed: int = 0,
-    momentum: float = 0.0,
-    epochs: int | None = None,
-) -> PlaygroundOptions:
-    """The command line's options, checked one by one with messages that name the option."""
-    if dataset not in DATASETS:
-        raise NnctlError(f"--dataset: unknown dataset {dataset!r}{did_you_mean(dataset, list(DATASETS))}; allowed: {', '.join(DATASETS)}")
-    if not 0 <= noise <= 0.5:
-        raise NnctlError(f"--noise: must be between 0 and 0.5 (the Playground's 0 to 50 %), got {noise:g}")
-    activation = ACTIVATION_ALIASES.get(activation, activation)
-    if activation not in ACTIVATIONS:
-        allowed = [*ACTIVATIONS, *ACTIVATION_ALIASES]
-        raise NnctlError(f"--activation: unknown activation {activation!r}{did_you_mean(activation, allowed)}; allowed: {', '.join(allowed)}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise NnctlError(f"--lr: the learning rate must be a positive number, got {lr:g}")
-    if batch_size < 1:
-        raise NnctlError(f"--batch-size: must be at least 1, got {batch_size}")
-    if regularization not in REGULARIZATIONS:
-        raise NnctlError(f"--regularization: {regularization!r} is not allowed; allowed: {', '.join(REGULARIZATIONS)}")
-    if rate is not None and not (rate >= 0 and math.isfinite(rate)):
-        raise NnctlError(f"--rate: the regularization rate must be 0 or more, got {rate:g}")
-    if rate is not None and rate > 0 and regularization == "none":
-        raise NnctlError("--rate: choose the penalty with --regularization l1 or l2")
-    if seed < 0 or seed >= 2**32:
-        raise NnctlError(f"--seed: must be between 0 and 2^32 - 1, got {seed}")
-    if not 0 <= momentum < 1:
-        raise NnctlError(f"--momentum: must be in [0, 1), got {momentum:g}")
-    if epochs is not None and epochs < 1:
-        raise NnctlError(f"--epochs: must be at least 1, got {epochs}")
-    return PlaygroundOptions(
-        dataset=dataset,
-        noise=noise,
-        layers=parse_layers(layers),
-        activation=activation,
-        lr=lr,
-        batch_size=batch_size,
-        features=parse_features(features),
-        regularization=regularization,
-        rate=(0.001 if rate is None else rate) if regularization != "none" else 0.0,
-        seed=seed,
-        momentum=momentum,
-        epochs=epochs,
-    )
-
-
-def validate_options(options: PlaygroundOptions, epochs: int = 100) -> LoadedConfig:
-    """The options as a validated nnctl config (the same checks as a YAML file gets)."""
-    return validate_config(options.to_config_dict(epochs), Locations("playground options"))
-
-
-# ------------------------------------------------------------------------------------ the session
-
-
-def _make_optimizer(config: ExperimentConfig, model):
-    """The config's optimizer over the model's parameters in one flat vector, as ``Trainer`` builds it."""
-    params, grads = model.flatten_parameters()
-    return build.build_optimizer(config, [params], [grads])
-
-
-class PlaygroundSession:
-    """Config, data, model, optimizer and loss history of one playground, trained epoch by epoch.
-
-    Each minibatch goes through ``training.train_step``, as in ``nnctl train``, over the training rows in
-    the order of the run's seeded "shuffle" stream, so ``nnctl train`` of ``to_yaml()`` retraces the session."""
-
-    def __init__(self, options: PlaygroundOptions):
-        self.options = replace(options, layers=list(options.layers), features=list(options.features))
-        self._build()
-
-    def _build(self) -> None:
-        self.loaded = validate_options(self.options)
-        self.config: ExperimentConfig = self.loaded.config
-        data = load_data(self.loaded)
-        build.check_model_fits_data(self.loaded, data)
-        self.data = data
-        self.train, self.test = data.train, data.test
-        # the points as (x1, x2) for drawing; the features are computed from them
-        spec = self.config.data
-        points, labels = GENERATORS[spec.dataset](spec.samples, spec.noise, generator(self.config.data_seed(), "data"))
-        train, _, test = split_rows(points, labels, spec.test_fraction, spec.val_fraction, generator(self.config.data_seed(), "split"))
-        self.train_points, self.test_points = train, test
-        self.model = build.build_model(self.config, data.n_features, self.config.seed)
-        units = build.output_units(self.config.model, data.n_features)
-        self.head = Head(data.task, self.config.loss, units)
-        self.optimizer = _make_optimizer(self.config, self.model)
-        self.weights, self.weight_grads = build.regularized_weights(self.model)
-        self.shuffle_rng = generator(self.config.seed, "shuffle")
-        self.train_targets = self.head.targets(self.train.y)
-        self.epoch = 0
-        self.history: list[tuple[float, float]] = []
-        self.metrics = self.evaluate()
-        self.history.append((self.metrics["train_loss"], self.metrics["test_loss"]))
-
-    @property
-    def task(self) -> str:
-        return self.data.task
-
-    @property
-    def diverged(self) -> bool:
-        return not all(math.isfinite(v) for v in self.history[-1])
-
-    def evaluate(self) -> dict:
-        metrics = {}
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            for name, split in (("train", self.train), ("test", self.test)):
-                metrics.update({f"{name}_{k}": v for k, v in self.head.evaluate(self.model, split.x, split.y).items()})
-        return metrics
-
-    def step_epoch(self) -> dict:
-        """One epoch of minibatch SGD over the shuffled training rows; returns the metrics after it."""
-        n = len(self.train)
-        order = self.shuffle_rng.permutation(n)
-        x, targets = self.train.x[order], self.train_targets[order]
-        batch = self.config.training.batch_size
-        regularization = self.config.model.regularization
-        penalty = (regularization.l1, regularization.l2) if regularization.l1 or regularization.l2 else None
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            for start in range(0, n, batch):
-                xb, tb = x[start : start + batch], targets[start : start + batch]
-                _, loss = train_step(self.model, self.head.loss, self.optimizer, xb, tb, penalty, self.weights, self.weight_grads)
-                if not math.isfinite(loss):
-                    break
-        self.epoch += 1
-        self.metrics = self.evaluate()
-        self.history.append((self.metrics["train_loss"], self.metrics["test_loss"]))
-        return self.metrics
-
-    # ------------------------------------------------------------------ the Playground's controls
-
-    def reset(self, seed: int | None = None) -> None:
-        """New data and new weights (with ``seed``, default the current one); epoch 0."""
-        if seed is not None:
-            self.options.seed = seed
-        self._build()
-
-    def set_lr(self, lr: float) -> None:
-        """Change the learning rate and go on training (the weights are kept, as in the Playground)."""
-        if not (lr > 0 and math.isfinite(lr)):
-            raise NnctlError(f"the learning rate must be a positive number, got {lr:g}")
-        self.options.lr = float(lr)
-        self.config.optimizer.lr = float(lr)
-        self.optimizer.lr = float(lr)
-
-    def set_dataset(self, name: str) -> None:
-        if name not in DATASETS:
-            raise NnctlError(f"unknown dataset {name!r}; allowed: {', '.join(DATASETS)}")
-        self.options.dataset = name
-        self._build()
-
-    def set_activation(self, name: str) -> None:
-        name = ACTIVATION_ALIASES.get(name, name)
-        if name not in ACTIVATIONS:
-            raise NnctlError(f"unknown activation {name!r}; allowed: {', '.join(ACTIVATIONS)}")
-        self.options.activation = name
-        self._build()
-
-    # ------------------------------------------------------------------ outputs
-
-    def grid_output(self, width: int = MAX_GRID, height: int | None = None) -> np.ndarray:
-        """The network's output on a (height, width) grid of pixel centres over x, y in [-6, 6], row 0 at
-        the top (y = +6): p(class 1) mapped to [-1, 1] for classification, the output clipped to
-        [-1, 1] for regression (the Playground's colour scale)."""
-        height = width if height is None else height
-        xs = -EXTENT + (np.arange(width) + 0.5) * (2 * EXTENT / width)
-        ys = EXTENT - (np.arange(height) + 0.5) * (2 * EXTENT / height)
-        gx, gy = np.meshgrid(xs, ys)
-        points = np.stack([gx.ravel(), gy.ravel()], axis=1)
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            output = forward_in_chunks(self.model, make_features(points, self.config.data.features))
-            if self.task == "regression":
-                values = output[:, 0]
-            else:
-                values = 2.0 * softmax(output.astype(np.float64))[:, 1] - 1.0
-        values = np.clip(np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
-        return values.reshape(height, width)
-
-    def saved_config(self) -> ExperimentConfig:
-        """The equivalent config: training.epochs is ``--epochs``, else the epochs trained so far."""
-        epochs = self.options.epochs or max(self.epoch, 1)
-        return validate_options(self.options, epochs).config
-
-    def to_yaml(self) -> str:
-        return self.saved_config().to_yaml()
 
 
 # ------------------------------------------------------------------------------------ drawing
