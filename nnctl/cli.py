@@ -489,9 +489,9 @@ def playground(
     epochs_per_frame: Optional[int] = typer.Option(None, "--epochs-per-frame", help="Epochs between frames (default 25 plain, 5 live)."),
     web: bool = typer.Option(False, "--web", help="Serve the Playground as a web page (needs the web extra) instead of drawing it here."),
     no_browser: bool = typer.Option(False, "--no-browser", help="With --web: print the URL, do not open a browser."),
-    host: str = typer.Option("127.0.0.1", "--host", help="With --web: the address to listen on (default: this machine only)."),
-    port: int = typer.Option(8765, "--port", help="With --web: the port (0 picks a free one)."),
-    out: Path = typer.Option(Path("runs"), "--out", help="With --web: where the page's Save run writes run folders."),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="<address>", help="With --web: the address to listen on (default: this machine only)."),
+    port: int = typer.Option(8765, "--port", metavar="<port>", help="With --web: the port (0 picks a free one)."),
+    out: Path = typer.Option(Path("runs"), "--out", metavar="<folder>", help="With --web: where the page's Save run writes run folders."),
 ):
     """The TensorFlow Playground in the terminal (or with --web, in the browser): train live, watch the decision boundary."""
     from nnctl import playground as pg
