@@ -138,7 +138,10 @@ async def serve_page(ws: WebSocket, playground: Playground) -> None:
     async def send(messages: list[dict]) -> None:
         async with sending:
             for message in messages:
-                await ws.send_text(json.dumps(message, allow_nan=False))
+                try:
+                    await ws.send_text(json.dumps(message, allow_nan=False))
+                except (WebSocketDisconnect, RuntimeError):  # the page closed while a reply was on its way
+                    raise WebSocketDisconnect(code=1001) from None
 
     async def train() -> None:
         while True:
@@ -148,7 +151,11 @@ async def serve_page(ws: WebSocket, playground: Playground) -> None:
             else:
                 await send([frame])
 
-    training = asyncio.create_task(train())
+    async def train_quietly() -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            await train()
+
+    training = asyncio.create_task(train_quietly())
     try:
         while True:
             text = await ws.receive_text()
