@@ -232,6 +232,12 @@ def test_the_exported_yaml_retraces_the_session_with_nnctl_train(client, tmp_pat
         assert np.array_equal(trained[key], shown[key]), key  # bit for bit
     summary = (run / "summary.json").read_text()
     assert f"{frame['metrics']['test_loss']}" in summary
+    # the downloaded weights are a checkpoint nnctl predict reads, giving what the trained run gives
+    (tmp_path / "points.csv").write_text("x1,x2\n1.5,-2\n-3,0.25\n")
+    from_page = nnctl_in_process("predict", str(tmp_path / "page.npz"), str(tmp_path / "points.csv"))
+    from_run = nnctl_in_process("predict", str(run), str(tmp_path / "points.csv"))
+    assert from_page.returncode == 0, from_page.stderr
+    assert from_page.stdout == from_run.stdout and from_page.stdout.count("\n") >= 3
 
 
 def test_save_run_writes_a_run_that_eval_and_resume_read(client, tmp_path):
@@ -377,3 +383,17 @@ def test_a_public_host_is_warned_about_and_a_taken_port_is_one_line(tmp_path):
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=20)
     assert "warning: --host 0.0.0.0" in stderr
+
+
+def test_an_error_after_an_upload_names_the_file_as_the_user_did(client):
+    with client.websocket_connect(f"/ws?token={TOKEN}") as ws:
+        hello(ws)
+        ws.send_json({"type": "upload", "name": "three.csv", "text": CSV_3})
+        receive(ws, "state")
+        ws.send_json({"type": "set", "changes": {"problem": "regression"}})  # class names are not numbers
+        message = receive(ws, "error")["message"]
+        assert "three.csv" in message and "nnctl-playground-" not in message
+        assert len(list(client.app.state.playground.uploads_dir.iterdir())) == 1
+        ws.send_json({"type": "upload", "name": "again.csv", "text": CSV_3})
+        receive(ws, "state")
+        assert [p.name.split("-", 2)[-1] for p in client.app.state.playground.uploads_dir.iterdir()] == ["again.csv"]

@@ -79,9 +79,14 @@ class Page:
         try:
             return handler(message)
         except NnctlError as exc:
-            return [error(str(exc))]
+            return [error(self.hide_upload_paths(str(exc)))]
         except (TypeError, ValueError, KeyError) as exc:
             return [error(f"a malformed {kind} message ({type(exc).__name__}: {exc})")]
+
+    def hide_upload_paths(self, text: str) -> str:
+        """Messages name an uploaded file as the user named it, not by where the server keeps it."""
+        csv = self.state.options.csv
+        return text if csv is None else text.replace(str(csv.path), csv.name)
 
     def on_hello(self, message: dict) -> list[dict]:
         state = parse_hash(str(message.get("hash", "")))
@@ -157,14 +162,17 @@ class Page:
         self.uploads += 1
         path = self.uploads_dir / f"{self.id}-{self.uploads}-{safe}"
         path.write_text(text, encoding="utf-8")
+        previous = self.state.options.csv
         try:
-            csv = read_upload(path, safe, regression=self.state.problem == "regression")
+            csv = read_upload(path, name, regression=self.state.problem == "regression")
             state = replace(self.state, options=replace(self.state.options, csv=csv, problem=self.state.problem))
             state = parse_hash(to_hash(state), base=state)  # the loss follows the number of classes
             self._start(state)
         except NnctlError as exc:
             path.unlink(missing_ok=True)
             raise NnctlError(str(exc).replace(str(path), name)) from None
+        if previous is not None:
+            previous.path.unlink(missing_ok=True)  # a page keeps only the file it trains on
         return [self.state_message(), self.frame()]
 
     def on_import(self, message: dict) -> list[dict]:
