@@ -189,14 +189,18 @@ def test_hovering_a_neuron_shows_it_and_editing_a_weight_changes_the_output(clie
         assert edited["weights"][2]["w"][0][0] == 3.5 and edited["heatmap"]["data"] != frame["heatmap"]["data"]
         ws.send_json({"type": "edit", "kind": "bias", "layer": 0, "unit": 9, "value": 1})
         assert "not a unit 9" in receive(ws, "error")["message"]
-        ws.send_json({"type": "export"})
-        assert "a weight edited (layer 2, 0 -> 0)" not in receive(ws, "yaml")["text"]  # at epoch 0 nothing is lost
+        ws.send_json({"type": "export"})  # even at epoch 0: the YAML's initialisation draws the unedited weight
+        assert "# note: changed during training (nnctl train on this config uses the final settings from the start): a weight edited (layer 2, 0 -> 0) at epoch 0" in receive(ws, "yaml")["text"]
         ws.send_json({"type": "step"})
         receive(ws, "frame")
         ws.send_json({"type": "edit", "kind": "bias", "layer": 0, "unit": 1, "value": -2})
         receive(ws, "frame")
         ws.send_json({"type": "export"})
-        assert "# note: changed during training" in receive(ws, "yaml")["text"]
+        assert "a bias edited (layer 0, unit 1) at epoch 1" in receive(ws, "yaml")["text"]
+        ws.send_json({"type": "reset"})
+        receive(ws, "state")
+        ws.send_json({"type": "export"})
+        assert "# note:" not in receive(ws, "yaml")["text"]  # a reset starts from the config's weights again
 
 
 # ------------------------------------------------------------------------------------ export, save, weights
@@ -271,6 +275,8 @@ def test_a_csv_upload_with_three_classes_trains_and_scores(client):
         assert state["feature_choices"] == [] and state["network"][-1]["units"] == 3
         assert "cross-entropy" in " ".join(state["notes"])
         assert frame["heatmap_classes"] is not None and len(frame["confusion"]) == 3
+        outputs = [grid(frame["neurons"]["grids"][f"3:{k}"]) for k in range(3)]  # each class's probability, 2 p - 1
+        assert np.allclose(sum((g + 1) / 2 for g in outputs), 1.0, atol=0.02)
         frame = train_steps(ws, 30)
         assert frame["metrics"]["train_accuracy"] > 0.6
         ws.send_json({"type": "export"})
@@ -307,6 +313,11 @@ def test_import_takes_an_exported_config_back_and_refuses_what_does_not_fit(clie
         ws.send_json({"type": "import", "yaml": text})
         imported = receive(ws, "state")
         assert parse_hash(imported["hash"]).options == parse_hash(state["hash"]).options  # the seed now written as its number
+        for link in ("problem=regression&networkShape=4,2&learningRate=0.1&seed=5", "regularization=L1&regularizationRate=0.01&seed=5"):
+            state, _ = hello(ws, link)  # the Playground's own model: the page's rate is twice the config's
+            ws.send_json({"type": "export"})
+            ws.send_json({"type": "import", "yaml": receive(ws, "yaml")["text"]})
+            assert parse_hash(receive(ws, "state")["hash"]).options == parse_hash(state["hash"]).options
         ws.send_json({"type": "import", "yaml": (REPO / "configs" / "mnist_mlp.yaml").read_text()})
         assert "does not fit the playground page" in receive(ws, "error")["message"]
         ws.send_json({"type": "import", "yaml": "model: [1"})
@@ -358,6 +369,17 @@ def test_the_command_prints_the_url_first_and_stops_cleanly_on_ctrl_c(tmp_path):
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 0 and "Traceback" not in stderr and "stopped" in stderr
+
+
+def test_ctrl_c_right_after_the_url_stops_cleanly(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nnctl", "playground", "--web", "--no-browser", "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert process.stdout.readline().startswith("http://127.0.0.1:")
+    process.send_signal(signal.SIGINT)  # before uvicorn has taken over the signals
+    _, stderr = process.communicate(timeout=20)
     assert process.returncode == 0 and "Traceback" not in stderr and "stopped" in stderr
 
 

@@ -330,7 +330,8 @@ def options_from_config(config: ExperimentConfig, csv: CsvUpload | None = None) 
         hidden.append(block)
     if len(hidden) > MAX_LAYERS or any(block["units"] > MAX_UNITS for block in hidden):
         raise refuse(f"at most {MAX_LAYERS} hidden layers of {MAX_UNITS} units")
-    squared = config.loss == "mse" and data.dataset != "csv" and data.dataset in PLAYGROUND_CLASSIFICATION
+    # the Playground's datasets with mse are the page's squared error (its learning rate is twice the config's)
+    squared = config.loss == "mse" and data.dataset in DATASETS
     if data.dataset in PLAYGROUND_CLASSIFICATION or (csv is not None and data.task != "regression"):
         wanted = {"units": 1, "activation": "tanh"} if config.loss == "mse" else None
         if config.loss == "mse" and (output.units, output.activation.name) != (1, "tanh"):

@@ -126,8 +126,10 @@ class PlaygroundSession:
             self.options.seed = seed
         self._build()
 
-    def _changed(self, what: str) -> None:
-        if self.epoch > 0:
+    def _changed(self, what: str, weights: bool = False) -> None:
+        """Note a change that ``nnctl train`` on the YAML cannot retrace: a setting changed after epoch 0, or a
+        weight edited at any time (the YAML's initialisation would draw the unedited weights)."""
+        if self.epoch > 0 or weights:
             self.changes.append(f"{what} at epoch {self.epoch}")
 
     def set_lr(self, lr: float) -> None:
@@ -187,7 +189,7 @@ class PlaygroundSession:
         if not (0 <= source < rows and 0 <= unit < cols):
             raise NnctlError(f"layer {layer} has weights from {rows} inputs to {cols} units, not from {source} to {unit}")
         dense.params["weight"][source, unit] = self._value(value)  # in place: the optimizer's view of the weights
-        self._changed(f"a weight edited (layer {layer}, {source} -> {unit})")
+        self._changed(f"a weight edited (layer {layer}, {source} -> {unit})", weights=True)
         self._refresh()
 
     def set_bias(self, layer: int, unit: int, value: float) -> None:
@@ -195,7 +197,7 @@ class PlaygroundSession:
         if not 0 <= unit < dense.params["bias"].shape[0]:
             raise NnctlError(f"layer {layer} has {dense.params['bias'].shape[0]} units, not a unit {unit}")
         dense.params["bias"][unit] = self._value(value)
-        self._changed(f"a bias edited (layer {layer}, unit {unit})")
+        self._changed(f"a bias edited (layer {layer}, unit {unit})", weights=True)
         self._refresh()
 
     def _dense(self, layer: int) -> Dense:
@@ -293,9 +295,12 @@ class PlaygroundSession:
                     values = np.clip(np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
                     for unit in range(values.shape[1]):
                         grids[(ends.index(i) + 1, unit)] = values[:, unit].reshape(size, size)
-        output = self.output_values(x) if x.shape[1] <= 2 else None
-        if output is not None:
-            grids[(len(ends) + 1, 0)] = output.reshape(size, size)
+        if x.shape[1] == 1:
+            grids[(len(ends) + 1, 0)] = self.output_values(x).reshape(size, size)
+        else:  # one logit per class: each output unit shows its class's probability p mapped to 2 p - 1
+            p = np.nan_to_num(softmax(x.astype(np.float64)), nan=0.0)
+            for unit in range(p.shape[1]):
+                grids[(len(ends) + 1, unit)] = (2.0 * p[:, unit] - 1.0).reshape(size, size)
         return grids
 
     def dense_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -210,7 +210,10 @@ class Page:
     def export_yaml(self) -> str:
         session, options = self.session, self.session.options
         text = session.to_yaml()
-        lines = [f"# exported from the nnctl playground after {session.epoch} epochs: nnctl train on this file retraces them"]
+        if session.retrace_note():
+            lines = [f"# exported from the nnctl playground after {session.epoch} epochs; nnctl train on this file does NOT retrace them"]
+        else:
+            lines = [f"# exported from the nnctl playground after {session.epoch} epochs: nnctl train on this file retraces them"]
         if options.loss == "squared" and options.optimizer == "sgd":
             lines.append(
                 f"# the page's learning rate {options.lr:g} is for the Playground's loss 1/2 (o - t)^2; nnctl's mse is"

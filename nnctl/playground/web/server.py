@@ -55,11 +55,18 @@ def quiet_server_class():
 
     class QuietServer(uvicorn.Server):
         """Ctrl-C (or SIGTERM) shuts the server down cleanly, closing the pages' connections, and ends the
-        command without re-raising the signal (uvicorn's default), so no traceback is printed."""
+        command without re-raising the signal (uvicorn's default), so no traceback is printed.  ``stop`` is
+        set by a Ctrl-C that came before the server started: it then stops at once."""
+
+        def __init__(self, config, stop: threading.Event):
+            super().__init__(config)
+            self.stop = stop
 
         @contextlib.contextmanager
         def capture_signals(self):
             previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            if self.stop.is_set():
+                self.should_exit = True
             try:
                 yield
             finally:
@@ -80,20 +87,28 @@ def run_server(host: str = "127.0.0.1", port: int = 8765, open_browser: bool = T
 
     QuietServer = quiet_server_class()
 
-    sock = bind(host, port)
-    app = create_app(runs_dir=runs_dir)
-    url = page_url(host, sock.getsockname()[1], app.state.playground.token)
-    print(url, flush=True)
-    if not is_loopback(host):
-        print(
-            f"warning: --host {host} makes the playground reachable from other machines; anyone with the URL "
-            "(it holds the token) can train and save runs here",
-            file=sys.stderr,
-        )
-    print("nnctl playground: serving the page; Ctrl-C stops the server", file=sys.stderr, flush=True)
-    if open_browser:
-        threading.Timer(0.5, webbrowser.open, args=(url,)).start()
-    config = uvicorn.Config(app, log_level="warning", ws_max_size=app.state.max_message, lifespan="on")
-    with threadpool_limits(1):  # as nnctl train: one BLAS thread is fastest on these small matrices
-        QuietServer(config).run(sockets=[sock])
+    # Ctrl-C from the moment the URL is printed stops the server cleanly, even before uvicorn is listening
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        sock = bind(host, port)
+        app = create_app(runs_dir=runs_dir)
+        url = page_url(host, sock.getsockname()[1], app.state.playground.token)
+        if not is_loopback(host):
+            print(
+                f"warning: --host {host} makes the playground reachable from other machines; anyone with the URL "
+                "(it holds the token) can train and save runs here",
+                file=sys.stderr,
+                flush=True,
+            )
+        print(url, flush=True)
+        print("nnctl playground: serving the page; Ctrl-C stops the server", file=sys.stderr, flush=True)
+        if open_browser:
+            threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+        config = uvicorn.Config(app, log_level="warning", ws_max_size=app.state.max_message, lifespan="on")
+        with threadpool_limits(1):  # as nnctl train: one BLAS thread is fastest on these small matrices
+            QuietServer(config, stop).run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     print("nnctl playground: stopped", file=sys.stderr)

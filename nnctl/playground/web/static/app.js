@@ -194,6 +194,9 @@ function showError(text) {
 
 function onState(state) {
   app.state = state;
+  // The last frame belongs to the old network (its weights, its output neuron's picture): never draw it on the
+  // new diagram.  A frame always follows a state.
+  app.frame = null;
   showError("");
   // The hash reproduces the experiment; replaceState does not fire 'hashchange', so no loop.
   if (typeof state.hash === "string") window.history.replaceState(null, "", "#" + state.hash);
@@ -263,7 +266,8 @@ function showNotes(notes) {
   box.textContent = "";
   box.hidden = !notes || notes.length === 0;
   if (box.hidden) return;
-  box.append(el("div", { text: "This link asked for things nnctl does not have, so they were left out:" }),
+  // Not only a link's keys nnctl lacks: an upload's notes (e.g. "3 classes: the loss is cross-entropy") too.
+  box.append(el("div", { text: "About these settings:" }),
     el("ul", {}, ...notes.map((note) => el("li", { text: note }))));
 }
 
@@ -449,7 +453,7 @@ function buildDataTiles(state) {
  * ====================================================================== */
 
 // nodes: "L:i" -> {box (element the links attach to), canvas, bias, L, i}; links: one per drawn weight.
-const diagram = { nodes: new Map(), links: [], svg: null };
+const diagram = { nodes: new Map(), links: [], svg: null, fittedWidth: -1 };
 
 const hiddenLayers = () => ((app.state && app.state.network) || []).filter((l) => l.kind === "hidden");
 const hiddenShape = () => hiddenLayers().map((l) => l.units);
@@ -508,6 +512,38 @@ function buildNetwork(state) {
   diagram.svg = svgEl("svg", { class: "links" });
   host.replaceChildren(columns, diagram.svg);
   createLinks(layers);
+  diagram.fittedWidth = -1;
+  relayoutNetwork();
+}
+
+// Spread the columns over the width the diagram has (as the Playground does): the gap between columns is
+// what is left over, within LAYER_GAP; too little room -> narrower ("compact") columns; still too little
+// (many layers on a narrow screen) -> the smallest gap and a horizontal scrollbar.
+const LAYER_GAP = { min: 12, max: 180 };
+
+function fitNetwork() {
+  const host = $("network"), columns = host.querySelector(".layers");
+  const room = host.clientWidth;
+  if (!columns || room === 0 || room === diagram.fittedWidth) return;
+  diagram.fittedWidth = room;
+  const gaps = Math.max(1, columns.children.length - 1);
+  const natural = (compact) => {
+    columns.classList.toggle("compact", compact);
+    columns.style.columnGap = "0px";
+    return columns.offsetWidth; // .layers is max-content wide: the columns themselves plus padding
+  };
+  let used = natural(false);
+  if (used + LAYER_GAP.min * gaps > room) used = natural(true);
+  columns.style.columnGap = `${clamp(Math.floor((room - used) / gaps), LAYER_GAP.min, LAYER_GAP.max)}px`;
+  // Every column's first node on one line: the heads as tall as the tallest (compact heads wrap).
+  const heads = Array.from(columns.querySelectorAll(".layer-head"));
+  for (const head of heads) head.style.minHeight = "";
+  const tallest = Math.max(0, ...heads.map((head) => head.offsetHeight));
+  for (const head of heads) head.style.minHeight = `${tallest}px`;
+}
+
+function relayoutNetwork() {
+  fitNetwork();
   layoutLinks();
 }
 
@@ -918,12 +954,12 @@ function drawChart() {
 
 function showConfusion(matrix) {
   const box = $("confusion");
-  const signature = JSON.stringify(matrix || null);
+  const names = (app.state && app.state.classes) || [];
+  const signature = JSON.stringify([matrix || null, names]); // new class names (another upload) redraw it too
   if (box.dataset.signature === signature) return; // rebuild the table only when a count changed
   box.dataset.signature = signature;
   box.hidden = !Array.isArray(matrix) || matrix.length === 0;
   if (box.hidden) { box.replaceChildren(); return; }
-  const names = (app.state && app.state.classes) || matrix.map((_, k) => String(k));
   const head = el("tr", {}, el("th", { text: "true \\ predicted" }), ...matrix.map((_, c) => el("th", { text: names[c] || String(c) })));
   const rows = matrix.map((row, r) => {
     const total = row.reduce((a, b) => a + b, 0) || 1;
@@ -1061,8 +1097,8 @@ function start() {
   bindExport();
   updatePlayButton();
   // Link positions depend on layout: follow size changes of the diagram and the window.
-  if (window.ResizeObserver) new ResizeObserver(layoutLinks).observe($("network"));
-  window.addEventListener("resize", layoutLinks);
+  if (window.ResizeObserver) new ResizeObserver(relayoutNetwork).observe($("network"));
+  window.addEventListener("resize", relayoutNetwork);
   requestDraw();
   connect();
 }
