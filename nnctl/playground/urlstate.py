@@ -251,8 +251,9 @@ def _text(value: float) -> str:
     return f"{value:g}"
 
 
-def hash_pairs(state: PageState) -> dict[str, str]:
-    """The hash's keys and values: the Playground's, then nnctl's extras that differ from the defaults."""
+def hash_pairs(state: PageState, every_key: bool = False) -> dict[str, str]:
+    """The hash's keys and values: the Playground's, then nnctl's extras that differ from the defaults (with
+    ``every_key``, all of them: what the page's controls show)."""
     options = state.options
     activation = next(key for key, name in HASH_ACTIVATIONS.items() if name == options.activation)
     pairs = {
@@ -283,9 +284,11 @@ def hash_pairs(state: PageState) -> dict[str, str]:
         "schedule": options.schedule,
     }
     default_extras = {"optimizer": defaults.optimizer, "momentum": "0", "nesterov": "false", "loss": defaults.loss, "init": defaults.init, "schedule": "constant"}
-    pairs.update({key: value for key, value in extras.items() if value != default_extras[key]})
-    if options.period:
-        pairs["epochs"] = str(options.period)
+    pairs.update({key: value for key, value in extras.items() if every_key or value != default_extras[key]})
+    if every_key:
+        pairs["regularization"] = {"none": "none", "l1": "L1", "l2": "L2"}[options.regularization]
+    if options.period or every_key:
+        pairs["epochs"] = str(options.period or "")
     if options.activations:
         pairs["activations"] = ",".join(next(k for k, v in HASH_ACTIVATIONS.items() if v == name) for name in options.activations)
     if options.dropout:

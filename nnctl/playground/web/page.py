@@ -247,7 +247,7 @@ class Page:
             "type": "state",
             "session": self.id,
             "hash": to_hash(self.state),
-            "options": hash_pairs(self.state),
+            "options": hash_pairs(self.state, every_key=True),
             "task": session.task,
             "classes": session.class_names if session.task == "classification" else [],
             "features": list(session.data.feature_names),
