@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import json
 import time
 from urllib.error import HTTPError
 from urllib.request import urlopen
@@ -18,7 +19,7 @@ from starlette.testclient import TestClient
 
 from conftest import REPO, nnctl_in_process
 from nnctl.playground.urlstate import parse_hash, seed_from_text, to_hash
-from nnctl.playground.web.app import COOKIE, create_app
+from nnctl.playground.web.app import create_app
 from nnctl.runs import load_checkpoint
 
 TOKEN = "test-token-123"
@@ -66,12 +67,11 @@ def test_every_route_needs_the_token(client):
     assert "needs the token" in client.get("/static/app.js").text
     page = client.get(f"/?token={TOKEN}")
     assert page.status_code == 200 and 'data-testid="heatmap"' in page.text
-    assert page.cookies.get(COOKIE) == TOKEN  # the page's script and style then load with the cookie
-    assert client.get("/static/app.js").status_code == 200
-    client.cookies.clear()
-    client.cookies.set(COOKIE, "wrong")
-    assert client.get("/static/app.js").status_code == 403
-    assert client.get(f"/static/../app.py?token={TOKEN}").status_code == 404
+    assert f'src="static/app.js?token={TOKEN}"' in page.text and not page.cookies  # no cookie: other ports would see it
+    assert client.get(f"/static/app.js?token={TOKEN}").status_code == 200
+    assert client.get("/static/app.js", headers={"X-Nnctl-Token": TOKEN}).status_code == 200
+    for name in ("..%2Fapp.py", "..%2F..%2Fpyproject.toml", "page.py", "%2E%2E"):
+        assert client.get(f"/static/{name}?token={TOKEN}").status_code == 404, name
     assert client.get(f"/model.npz?token={TOKEN}&session=none").status_code == 404
 
 
@@ -82,6 +82,12 @@ def test_a_websocket_without_the_token_is_closed(client):
         with client.websocket_connect("/ws?token=wrong") as ws:
             ws.receive_json()
     assert closed.value.code == 1008
+    with pytest.raises(WebSocketDisconnect) as closed:  # the right token, but opened by another site's page
+        with client.websocket_connect(f"/ws?token={TOKEN}", headers={"Origin": "http://127.0.0.1:9999"}) as ws:
+            ws.receive_json()
+    assert closed.value.code == 1008
+    with client.websocket_connect(f"/ws?token={TOKEN}", headers={"Origin": "http://testserver"}) as ws:
+        assert hello(ws)[0]["type"] == "state"
 
 
 # ------------------------------------------------------------------------------------ a Playground link
@@ -126,7 +132,7 @@ def test_what_nnctl_lacks_or_cannot_read_is_said_not_guessed():
 
 
 def test_nnctl_extras_round_trip_through_the_hash():
-    extras = "optimizer=adam&loss=cross_entropy&init=he_uniform&networkShape=8,8,4&activations=relu,tanh,sigmoid&dropout=0,0.2,0&batchnorm=1,0,0&schedule=cosine&epochs=300"
+    extras = "optimizer=adam&loss=cross_entropy&init=he_uniform&networkShape=8,8,4&activations=relu,tanh,sigmoid&dropout=0,0.2,0&batchnorm=1,0,0&schedule=cosine&period=300"
     state = parse_hash(TF_LINK + "&" + extras)
     options = state.options
     assert (options.optimizer, options.loss, options.init, options.schedule, options.period) == ("adam", "cross_entropy", "he_uniform", "cosine", 300)
@@ -142,14 +148,14 @@ def test_play_streams_frames_and_the_test_loss_falls_on_circle(client):
     with client.websocket_connect(f"/ws?token={TOKEN}") as ws:
         _, first = hello(ws, TF_LINK.replace("learningRate=0.03", "learningRate=0.1"))
         ws.send_json({"type": "play"})
-        epochs, started = [], time.monotonic()
-        while time.monotonic() - started < 1.5:
+        epochs = [0]
+        while epochs[-1] < 60:  # frames keep coming while the page plays
             epochs.append(receive(ws, "frame")["epoch"])
         ws.send_json({"type": "pause"})
         frame = receive(ws, "frame")
         while frame["running"]:
             frame = receive(ws, "frame")
-    assert len(epochs) >= 10 and epochs == sorted(epochs) and epochs[-1] > 20
+    assert len(epochs) >= 3 and epochs == sorted(epochs)
     assert frame["metrics"]["test_loss"] < 0.5 * first["metrics"]["test_loss"]
     assert frame["metrics"]["test_accuracy"] > 0.85
     tail_epochs = [row[0] for row in frame["history_tail"]]
@@ -165,6 +171,10 @@ def test_step_live_settings_and_rebuilding_settings(client):
         ws.send_json({"type": "set", "changes": {"learningRate": "0.3"}})  # live: the weights and the epoch stay
         state, frame = receive(ws, "state"), receive(ws, "frame")
         assert frame["epoch"] == 1 and "learningRate=0.3" in state["hash"]
+        session = client.app.state.playground.pages[state["session"]].session
+        assert session.optimizer.lr == 0.15  # SGD on 1/2 (o - t)^2 at 0.3 is nnctl's mse at 0.15
+        ws.send_json({"type": "set", "changes": {"learningRate": "0.1&dataset=xor"}})  # no key smuggled in a value
+        assert "learningRate=0.1&dataset=xor" in receive(ws, "error")["message"]
         ws.send_json({"type": "set", "changes": {"networkShape": "4,2,3"}})  # a new network: epoch 0
         state, frame = receive(ws, "state"), receive(ws, "frame")
         assert frame["epoch"] == 0 and [layer["units"] for layer in state["network"]] == [2, 4, 2, 3, 1]
@@ -273,7 +283,7 @@ def test_a_csv_upload_with_three_classes_trains_and_scores(client):
         state, frame = receive(ws, "state"), receive(ws, "frame")
         assert state["data_name"] == "three.csv" and state["classes"] == ["a", "b", "c"] and state["features"] == ["a", "b"]
         assert state["feature_choices"] == [] and state["network"][-1]["units"] == 3
-        assert "cross-entropy" in " ".join(state["notes"])
+        assert state["options"]["loss"] == "cross_entropy"  # the Playground's squared error has one output, for two classes
         assert frame["heatmap_classes"] is not None and len(frame["confusion"]) == 3
         outputs = [grid(frame["neurons"]["grids"][f"3:{k}"]) for k in range(3)]  # each class's probability, 2 p - 1
         assert np.allclose(sum((g + 1) / 2 for g in outputs), 1.0, atol=0.02)
@@ -291,6 +301,7 @@ def test_a_csv_upload_with_three_classes_trains_and_scores(client):
         ("one.csv", "a,b,label\n1,2,x\n3,4,x\n", "has one class"),
         ("empty.csv", "", "the file is empty"),
         ("huge.csv", "a,b,label\n" + "1,2,x\n" * 400_000, "larger than 2 MB"),
+        ("wide.csv", ",".join(f"c{i}" for i in range(3000)) + ",label\n" + ",".join(["1"] * 3000) + ",x\n", "3000 feature columns; the page trains tables of at most 64"),
     ],
 )
 def test_a_bad_upload_shows_one_line_and_breaks_nothing(client, name, text, expected):
@@ -298,7 +309,7 @@ def test_a_bad_upload_shows_one_line_and_breaks_nothing(client, name, text, expe
         hello(ws)
         ws.send_json({"type": "upload", "name": name, "text": text})
         message = receive(ws, "error")["message"]
-        assert expected in message and "\n" not in message and "/tmp" not in message
+        assert expected in message and "\n" not in message and str(client.app.state.playground.uploads_dir) not in message
         ws.send_json({"type": "step"})
         assert receive(ws, "frame")["epoch"] == 1  # the circle session is still there
 
@@ -333,8 +344,16 @@ def test_two_pages_have_their_own_sessions(client):
         second.send_json({"type": "step"})
         assert receive(second, "frame")["epoch"] == 1
         assert len(client.app.state.playground.pages) == 2
-    time.sleep(0.2)
-    assert client.app.state.playground.pages == {}  # closing a page stops and forgets its session
+        second.send_json({"type": "upload", "name": "three.csv", "text": CSV_3})
+        receive(second, "state")
+        uploads = client.app.state.playground.uploads_dir
+        assert len(list(uploads.iterdir())) == 1
+    for _ in range(100):
+        if not client.app.state.playground.pages and not list(uploads.iterdir()):
+            break
+        time.sleep(0.05)
+    assert client.app.state.playground.pages == {}  # closing a page stops and forgets its session ...
+    assert list(uploads.iterdir()) == []  # ... and deletes its upload
 
 
 def test_malformed_messages_get_an_error_not_a_disconnect(client):
@@ -344,9 +363,17 @@ def test_malformed_messages_get_an_error_not_a_disconnect(client):
         ws.send_text("not json")
         assert "not JSON" in receive(ws, "error")["message"]
         hello(ws)
-        for message in ({"type": "__init__"}, {"type": "edit", "layer": "x"}, {"type": "set", "changes": [1]}, {"type": "focus", "node": "a:b"}):
-            ws.send_json(message)
-            assert receive(ws, "error")["message"]
+        for message, expected in (
+            ({"type": "__init__"}, "unknown message type"),
+            ({"type": "edit", "layer": "x"}, "malformed edit message"),
+            ({"type": "edit", "kind": "bias", "layer": float("inf"), "unit": 0, "value": 1}, "malformed edit message (OverflowError"),
+            ({"type": "set", "changes": [1]}, "malformed set message"),
+            ({"type": "focus", "node": "a:b"}, "malformed focus message"),
+        ):
+            ws.send_text(json.dumps(message))
+            assert expected in receive(ws, "error")["message"]
+        ws.send_text("[" * 100_000)
+        assert "nested too deeply" in receive(ws, "error")["message"]
         ws.send_json({"type": "step"})
         assert receive(ws, "frame")["epoch"] == 1
 
@@ -414,8 +441,54 @@ def test_an_error_after_an_upload_names_the_file_as_the_user_did(client):
         receive(ws, "state")
         ws.send_json({"type": "set", "changes": {"problem": "regression"}})  # class names are not numbers
         message = receive(ws, "error")["message"]
-        assert "three.csv" in message and "nnctl-playground-" not in message
+        assert "three.csv" in message and str(client.app.state.playground.uploads_dir) not in message
         assert len(list(client.app.state.playground.uploads_dir.iterdir())) == 1
         ws.send_json({"type": "upload", "name": "again.csv", "text": CSV_3})
         receive(ws, "state")
         assert [p.name.split("-", 2)[-1] for p in client.app.state.playground.uploads_dir.iterdir()] == ["again.csv"]
+
+
+def test_any_file_name_can_be_uploaded_and_saved(client, tmp_path):
+    with client.websocket_connect(f"/ws?token={TOKEN}") as ws:
+        hello(ws)
+        for name, kept in (("my data (1).csv", "my_data__1_.csv"), ("..", "upload.csv"), ("C:\\Users\\me\\x y.csv", "x_y.csv"), ("é" * 200 + ".csv", "_" * 50 + ".csv")):
+            ws.send_json({"type": "upload", "name": name, "text": CSV_3})
+            assert receive(ws, "state")["data_name"] == kept
+        train_steps(ws, 2)
+        ws.send_json({"type": "save_run"})
+        saved = receive(ws, "saved")
+    run = tmp_path / "runs" / os.path.basename(saved["path"])
+    assert (run / "data" / ("_" * 50 + ".csv")).is_file() and nnctl_in_process("eval", str(run)).returncode == 0
+
+
+def test_a_seed_with_any_characters_round_trips_through_the_hash(client):
+    with client.websocket_connect(f"/ws?token={TOKEN}") as ws:
+        state, _ = hello(ws, "seed=a%26b%3Dc&dataset=xor")
+        assert "seed=a%26b%3Dc" in state["hash"] and state["notes"] == []
+        ws.send_json({"type": "set", "changes": {"noise": "20"}})
+        state = receive(ws, "state")
+        assert "seed=a%26b%3Dc" in state["hash"] and "noise=20" in state["hash"]
+    assert parse_hash(state["hash"]).options.seed == seed_from_text("a&b=c")
+
+
+@pytest.mark.parametrize("regularization", ["L1", "L2"])
+def test_one_sgd_step_is_the_playgrounds_step(regularization):
+    """The Playground's update (its nn.ts), by hand in float64 for a network without hidden layers, o = tanh(x W + b):
+    W -= lr mean_i (o_i - t_i)(1 - o_i^2) x_i + lr rate R'(W), b -= lr mean_i (o_i - t_i)(1 - o_i^2), with R' = sign
+    (L1) or W (L2), on one batch of all training rows.  nnctl's page must take the same step."""
+    from nnctl.playground.session import PlaygroundSession
+
+    state = parse_hash(f"dataset=gauss&networkShape=&seed=3&learningRate=0.3&regularization={regularization}&regularizationRate=0.1&batchSize=250")
+    session = PlaygroundSession(state.options)
+    (weight, bias), = session.dense_weights()
+    w, b = weight.astype(np.float64).copy(), bias.astype(np.float64).copy()
+    x, t = session.train.x.astype(np.float64), 2.0 * session.train.y - 1.0
+    o = np.tanh(x @ w + b)[:, 0]
+    delta = (o - t) * (1 - o * o)
+    penalty = np.sign(w) if regularization == "L1" else w
+    expected_w = w - 0.3 * (x * delta[:, None]).mean(axis=0)[:, None] - 0.3 * 0.1 * penalty
+    expected_b = b - 0.3 * delta.mean()
+    session.step_epoch()
+    (weight, bias), = session.dense_weights()
+    np.testing.assert_allclose(weight, expected_w, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(bias, expected_b, rtol=1e-5, atol=1e-7)

@@ -1,15 +1,7 @@
 """The TensorFlow Playground on nnctl's engine: one session (``session.py``, its controls in ``options.py``)
 shown by two front ends, the terminal (``terminal.py``) and the web page (``web/``)."""
 
-from nnctl.playground.options import (
-    DATASETS,
-    LR_LADDER,
-    PlaygroundOptions,
-    make_options,
-    parse_features,
-    parse_layers,
-    validate_options,
-)
+from nnctl.playground.options import DATASETS, LR_LADDER, PlaygroundOptions, validate_options
 from nnctl.playground.session import EXTENT, PlaygroundSession
 from nnctl.playground.terminal import (
     BLUES_256,
@@ -19,7 +11,10 @@ from nnctl.playground.terminal import (
     View,
     action_for_key,
     apply_action,
+    make_options,
     next_lr,
+    parse_features,
+    parse_layers,
     render_plain,
     render_rich,
     run_playground,

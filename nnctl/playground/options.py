@@ -19,17 +19,14 @@ Two losses:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnctl.config import (
-    FEATURES,
     PLAYGROUND_CLASSIFICATION,
     PLAYGROUND_REGRESSION,
     ExperimentConfig,
     LoadedConfig,
-    did_you_mean,
     validate_config,
 )
 from nnctl.errors import NnctlError
@@ -121,8 +118,8 @@ class PlaygroundOptions:
         l1 = l2 = 0.0
         if self.regularization == "l1":
             l1 = self.rate * self.objective_scale
-        elif self.regularization == "l2":
-            l2 = self.rate * self.objective_scale / 2 if self.loss == "squared" else self.rate
+        elif self.regularization == "l2":  # the Playground's L2 is 1/2 sum w^2 (doubled with its loss), nnctl's sum w^2
+            l2 = self.rate
         return {"l1": l1, "l2": l2}
 
     def hidden_layers(self) -> list[dict]:
@@ -167,7 +164,7 @@ class PlaygroundOptions:
         return section
 
     def to_config_dict(self, epochs: int = 100) -> dict:
-        name = f"playground-{self.dataset if self.csv is None else Path(self.csv.name).stem}"
+        name = f"playground-{self.dataset if self.csv is None else Path(self.csv.name).stem[:40]}"
         config = {
             "name": name,
             "seed": self.seed,
@@ -188,92 +185,6 @@ class PlaygroundOptions:
 def validate_options(options: PlaygroundOptions, epochs: int = 100) -> LoadedConfig:
     """The options as a validated nnctl config (the same checks as a YAML file gets)."""
     return validate_config(options.to_config_dict(epochs), Locations("playground options"))
-
-
-# ------------------------------------------------------------------------------------ the terminal's flags
-
-
-def parse_layers(text: str, what: str = "--layers") -> list[int]:
-    """``"8,8"`` -> [8, 8]; ``""``, ``"0"`` or ``"none"``: no hidden layer (a linear model)."""
-    text = text.strip()
-    if text.lower() in ("", "0", "none"):
-        return []
-    units = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part.isdigit() or int(part) < 1:
-            raise NnctlError(f"{what}: {part!r} is not a number of units; give positive integers separated by commas, e.g. 8,8")
-        units.append(int(part))
-    if len(units) > MAX_LAYERS or max(units) > MAX_UNITS:
-        raise NnctlError(f"{what}: {text!r} is too large for a live playground (at most {MAX_LAYERS} layers of {MAX_UNITS} units)")
-    return units
-
-
-def parse_features(text: str) -> list[str]:
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    if not names:
-        raise NnctlError(f"--features: give at least one of {', '.join(FEATURES)}")
-    for name in names:
-        if name not in FEATURES:
-            raise NnctlError(f"--features: unknown feature {name!r}{did_you_mean(name, list(FEATURES))}; allowed: {', '.join(FEATURES)}")
-    if len(set(names)) != len(names):
-        raise NnctlError("--features: each feature may appear once")
-    return names
-
-
-def make_options(
-    dataset: str = "spiral",
-    noise: float = 0.0,
-    layers: str = "8,8",
-    activation: str = "tanh",
-    lr: float = 0.03,
-    batch_size: int = 10,
-    features: str = "x1,x2",
-    regularization: str = "none",
-    rate: float | None = None,
-    seed: int = 0,
-    momentum: float = 0.0,
-    epochs: int | None = None,
-) -> PlaygroundOptions:
-    """The command line's options, checked one by one with messages that name the option."""
-    if dataset not in DATASETS:
-        raise NnctlError(f"--dataset: unknown dataset {dataset!r}{did_you_mean(dataset, list(DATASETS))}; allowed: {', '.join(DATASETS)}")
-    if not 0 <= noise <= 0.5:
-        raise NnctlError(f"--noise: must be between 0 and 0.5 (the Playground's 0 to 50 %), got {noise:g}")
-    activation = ACTIVATION_ALIASES.get(activation, activation)
-    if activation not in ACTIVATIONS:
-        allowed = [*ACTIVATIONS, *ACTIVATION_ALIASES]
-        raise NnctlError(f"--activation: unknown activation {activation!r}{did_you_mean(activation, allowed)}; allowed: {', '.join(allowed)}")
-    if not (lr > 0 and math.isfinite(lr)):
-        raise NnctlError(f"--lr: the learning rate must be a positive number, got {lr:g}")
-    if batch_size < 1:
-        raise NnctlError(f"--batch-size: must be at least 1, got {batch_size}")
-    if regularization not in REGULARIZATIONS:
-        raise NnctlError(f"--regularization: {regularization!r} is not allowed; allowed: {', '.join(REGULARIZATIONS)}")
-    if rate is not None and not (rate >= 0 and math.isfinite(rate)):
-        raise NnctlError(f"--rate: the regularization rate must be 0 or more, got {rate:g}")
-    if rate is not None and rate > 0 and regularization == "none":
-        raise NnctlError("--rate: choose the penalty with --regularization l1 or l2")
-    if seed < 0 or seed >= 2**32:
-        raise NnctlError(f"--seed: must be between 0 and 2^32 - 1, got {seed}")
-    if not 0 <= momentum < 1:
-        raise NnctlError(f"--momentum: must be in [0, 1), got {momentum:g}")
-    if epochs is not None and epochs < 1:
-        raise NnctlError(f"--epochs: must be at least 1, got {epochs}")
-    return PlaygroundOptions(
-        dataset=dataset,
-        noise=noise,
-        layers=parse_layers(layers),
-        activation=activation,
-        lr=lr,
-        batch_size=batch_size,
-        features=parse_features(features),
-        regularization=regularization,
-        rate=(0.001 if rate is None else rate) if regularization != "none" else 0.0,
-        seed=seed,
-        momentum=momentum,
-        epochs=epochs,
-    )
 
 
 # ------------------------------------------------------------------------------------ a config read back
@@ -369,7 +280,7 @@ def options_from_config(config: ExperimentConfig, csv: CsvUpload | None = None) 
         raise refuse("both l1 and l2; the page has one penalty at a time")
     if l1 or l2:
         options.regularization = "l1" if l1 else "l2"
-        options.rate = l1 / options.objective_scale if l1 else (l2 / options.objective_scale * 2 if squared else l2)
+        options.rate = l1 / options.objective_scale if l1 else l2
     if data.dataset == "csv":
         options.dataset = "csv"
     return options

@@ -97,7 +97,8 @@ class PlaygroundSession:
         return not all(math.isfinite(v) for v in self.history[-1])
 
     def evaluate(self) -> dict:
-        """Loss and accuracy (R² for regression) on the whole training and test splits, as the Playground shows."""
+        """Loss and accuracy (R² for regression) on the whole training and test splits, as nnctl computes them (with
+        the Playground's squared error nnctl's mse is (o - t)^2: twice the Playground's numbers)."""
         metrics = {}
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for name, split in (("train", self.train), ("test", self.test)):

@@ -17,9 +17,105 @@ from pathlib import Path
 
 import numpy as np
 
+from nnctl.config import FEATURES, did_you_mean
 from nnctl.errors import NnctlError
-from nnctl.playground.options import DATASETS, LR_LADDER, PlaygroundOptions
+from nnctl.playground.options import (
+    ACTIVATION_ALIASES,
+    ACTIVATIONS,
+    DATASETS,
+    LR_LADDER,
+    MAX_LAYERS,
+    MAX_UNITS,
+    REGULARIZATIONS,
+    PlaygroundOptions,
+)
 from nnctl.playground.session import EXTENT, PlaygroundSession
+
+# ------------------------------------------------------------------------------------ the terminal's flags
+
+
+def parse_layers(text: str, what: str = "--layers") -> list[int]:
+    """``"8,8"`` -> [8, 8]; ``""``, ``"0"`` or ``"none"``: no hidden layer (a linear model)."""
+    text = text.strip()
+    if text.lower() in ("", "0", "none"):
+        return []
+    units = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or int(part) < 1:
+            raise NnctlError(f"{what}: {part!r} is not a number of units; give positive integers separated by commas, e.g. 8,8")
+        units.append(int(part))
+    if len(units) > MAX_LAYERS or max(units) > MAX_UNITS:
+        raise NnctlError(f"{what}: {text!r} is too large for a live playground (at most {MAX_LAYERS} layers of {MAX_UNITS} units)")
+    return units
+
+
+def parse_features(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names:
+        raise NnctlError(f"--features: give at least one of {', '.join(FEATURES)}")
+    for name in names:
+        if name not in FEATURES:
+            raise NnctlError(f"--features: unknown feature {name!r}{did_you_mean(name, list(FEATURES))}; allowed: {', '.join(FEATURES)}")
+    if len(set(names)) != len(names):
+        raise NnctlError("--features: each feature may appear once")
+    return names
+
+
+def make_options(
+    dataset: str = "spiral",
+    noise: float = 0.0,
+    layers: str = "8,8",
+    activation: str = "tanh",
+    lr: float = 0.03,
+    batch_size: int = 10,
+    features: str = "x1,x2",
+    regularization: str = "none",
+    rate: float | None = None,
+    seed: int = 0,
+    momentum: float = 0.0,
+    epochs: int | None = None,
+) -> PlaygroundOptions:
+    """The command line's options, checked one by one with messages that name the option."""
+    if dataset not in DATASETS:
+        raise NnctlError(f"--dataset: unknown dataset {dataset!r}{did_you_mean(dataset, list(DATASETS))}; allowed: {', '.join(DATASETS)}")
+    if not 0 <= noise <= 0.5:
+        raise NnctlError(f"--noise: must be between 0 and 0.5 (the Playground's 0 to 50 %), got {noise:g}")
+    activation = ACTIVATION_ALIASES.get(activation, activation)
+    if activation not in ACTIVATIONS:
+        allowed = [*ACTIVATIONS, *ACTIVATION_ALIASES]
+        raise NnctlError(f"--activation: unknown activation {activation!r}{did_you_mean(activation, allowed)}; allowed: {', '.join(allowed)}")
+    if not (lr > 0 and math.isfinite(lr)):
+        raise NnctlError(f"--lr: the learning rate must be a positive number, got {lr:g}")
+    if batch_size < 1:
+        raise NnctlError(f"--batch-size: must be at least 1, got {batch_size}")
+    if regularization not in REGULARIZATIONS:
+        raise NnctlError(f"--regularization: {regularization!r} is not allowed; allowed: {', '.join(REGULARIZATIONS)}")
+    if rate is not None and not (rate >= 0 and math.isfinite(rate)):
+        raise NnctlError(f"--rate: the regularization rate must be 0 or more, got {rate:g}")
+    if rate is not None and rate > 0 and regularization == "none":
+        raise NnctlError("--rate: choose the penalty with --regularization l1 or l2")
+    if seed < 0 or seed >= 2**32:
+        raise NnctlError(f"--seed: must be between 0 and 2^32 - 1, got {seed}")
+    if not 0 <= momentum < 1:
+        raise NnctlError(f"--momentum: must be in [0, 1), got {momentum:g}")
+    if epochs is not None and epochs < 1:
+        raise NnctlError(f"--epochs: must be at least 1, got {epochs}")
+    return PlaygroundOptions(
+        dataset=dataset,
+        noise=noise,
+        layers=parse_layers(layers),
+        activation=activation,
+        lr=lr,
+        batch_size=batch_size,
+        features=parse_features(features),
+        regularization=regularization,
+        rate=(0.001 if rate is None else rate) if regularization != "none" else 0.0,
+        seed=seed,
+        momentum=momentum,
+        epochs=epochs,
+    )
+
 
 #: what ``a`` cycles through (the Playground's four; "linear" is nnctl's identity)
 CYCLE_ACTIVATIONS = ("tanh", "relu", "sigmoid", "identity")

@@ -17,7 +17,7 @@ import math
 import secrets
 import zlib
 from dataclasses import dataclass, field, replace
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from nnctl.config import PLAYGROUND_CLASSIFICATION, PLAYGROUND_REGRESSION
 from nnctl.playground.options import (
@@ -38,11 +38,17 @@ HASH_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "linea
     name: name for name in ACTIVATIONS if name != "identity"
 }
 REGULARIZATION_KEYS = {"none": "none", "L1": "l1", "L2": "l2"}
+REGULARIZATION_NAMES = {name: key for key, name in REGULARIZATION_KEYS.items()}
 #: keys of the Playground nnctl reads but does not use (they change nothing that nnctl trains or shows)
 IGNORED_KEYS = {"collectStats", "tutorial", "hideText"}
 #: the Playground's features and datasets nnctl does not have
 MISSING = {"cosX": "the feature cos(x1)", "cosY": "the feature cos(x2)", "reg-maximum": "the dataset reg-maximum", "reg-argmax": "the dataset reg-argmax"}
-EXTRA_KEYS = ("optimizer", "momentum", "nesterov", "loss", "init", "activations", "dropout", "batchnorm", "schedule", "epochs")
+#: the Playground's keys nnctl reads
+PLAYGROUND_KEYS = (
+    "activation", "regularization", "batchSize", "dataset", "regDataset", "learningRate", "regularizationRate", "noise",
+    "networkShape", "seed", "showTestData", "discretize", "percTrainData", *FEATURE_KEYS, "cosX", "cosY", "problem", "initZero",
+)  # fmt: skip
+EXTRA_KEYS = ("optimizer", "momentum", "nesterov", "loss", "init", "activations", "dropout", "batchnorm", "schedule", "period")
 
 
 def page_defaults() -> PlaygroundOptions:
@@ -92,10 +98,14 @@ def seed_from_text(text: str) -> int:
 
 def parse_hash(text: str, base: PageState | None = None) -> PageState:
     """The page state a hash describes: ``base`` (default: the Playground's defaults) with the hash's values."""
+    return parse_pairs(split_hash(text), base)
+
+
+def parse_pairs(pairs: dict[str, str], base: PageState | None = None) -> PageState:
+    """``base`` (default: the Playground's defaults) with the values of the hash's ``pairs``."""
     base = base or PageState()
     state = replace(base, options=replace(base.options, layers=list(base.options.layers), features=list(base.options.features)), notes=[])
     options = state.options
-    pairs = split_hash(text)
     notes = state.notes
 
     def bad(key: str, value: str, allowed: str) -> None:
@@ -197,10 +207,7 @@ def parse_hash(text: str, base: PageState | None = None) -> PageState:
         options.problem = problem
     if boolean("initZero"):
         options.init = "zeros"
-    unknown = sorted(set(pairs) - set(FEATURE_KEYS) - IGNORED_KEYS - set(EXTRA_KEYS) - {"cosX", "cosY", "initZero"} - {
-        "activation", "regularization", "batchSize", "dataset", "regDataset", "learningRate", "regularizationRate", "noise",
-        "networkShape", "seed", "showTestData", "discretize", "percTrainData", "problem",
-    } - {key for key in pairs if key.endswith("_hide")})  # fmt: skip
+    unknown = sorted(set(pairs) - set(PLAYGROUND_KEYS) - IGNORED_KEYS - set(EXTRA_KEYS) - {key for key in pairs if key.endswith("_hide")})
     if unknown:
         notes.append(f"unknown keys left out: {', '.join(unknown)}")
 
@@ -217,7 +224,7 @@ def parse_hash(text: str, base: PageState | None = None) -> PageState:
         options.init = value
     if (value := choice("schedule", {name: name for name in SCHEDULES})) is not None:
         options.schedule = value
-    if (value := number("epochs", 1, 10_000_000, whole=True)) is not None:
+    if (value := number("period", 1, 10_000_000, whole=True)) is not None:
         options.period = value
     if "activations" in pairs:
         names = [HASH_ACTIVATIONS.get(name.strip()) for name in pairs["activations"].split(",") if name.strip()]
@@ -230,9 +237,10 @@ def parse_hash(text: str, base: PageState | None = None) -> PageState:
     if (value := number_list("batchnorm", 0, 1, whole=True)) is not None:
         options.batchnorm = [bool(v) for v in value] or None
     fit_per_layer(options)
-    if options.csv is not None and options.csv.classes > 2 and options.loss == "squared":
+    if options.is_regression:  # a regression's loss is the squared error, and the page's rate is the Playground's
+        options.loss = "squared"
+    if options.csv is not None and options.csv.classes > 2:  # the Playground's squared error has one output, for two classes
         options.loss = "cross_entropy"
-        notes.append(f"{options.csv.classes} classes: the loss is cross-entropy (the Playground's squared error has one output for two classes)")
     return state
 
 
@@ -272,8 +280,8 @@ def hash_pairs(state: PageState, every_key: bool = False) -> dict[str, str]:
         **{key: str(name in options.features).lower() for key, name in FEATURE_KEYS.items()},
         "problem": state.problem,
     }
-    if options.regularization != "none":
-        pairs["regularization"] = {"l1": "L1", "l2": "L2"}[options.regularization]
+    if options.regularization != "none" or every_key:
+        pairs["regularization"] = REGULARIZATION_NAMES[options.regularization]
     defaults = page_defaults()
     extras = {
         "optimizer": options.optimizer,
@@ -285,10 +293,8 @@ def hash_pairs(state: PageState, every_key: bool = False) -> dict[str, str]:
     }
     default_extras = {"optimizer": defaults.optimizer, "momentum": "0", "nesterov": "false", "loss": defaults.loss, "init": defaults.init, "schedule": "constant"}
     pairs.update({key: value for key, value in extras.items() if every_key or value != default_extras[key]})
-    if every_key:
-        pairs["regularization"] = {"none": "none", "l1": "L1", "l2": "L2"}[options.regularization]
     if options.period or every_key:
-        pairs["epochs"] = str(options.period or "")
+        pairs["period"] = str(options.period or "")
     if options.activations:
         pairs["activations"] = ",".join(next(k for k, v in HASH_ACTIVATIONS.items() if v == name) for name in options.activations)
     if options.dropout:
@@ -299,4 +305,5 @@ def hash_pairs(state: PageState, every_key: bool = False) -> dict[str, str]:
 
 
 def to_hash(state: PageState) -> str:
-    return "&".join(f"{key}={value}" for key, value in hash_pairs(state).items())
+    """The hash text, each value quoted (a seed may hold any character); commas stay readable."""
+    return "&".join(f"{key}={quote(value, safe=',.-_')}" for key, value in hash_pairs(state).items())

@@ -1,13 +1,16 @@
 """``nnctl playground --web``: the Playground as a web page, trained live by this server.
 
-Routes (every one needs the token, as Jupyter's: ``?token=T`` in the URL, or the cookie the page sets, or the
-header ``X-Nnctl-Token``; without it: 403):
+Routes (every one needs the token, as Jupyter's: ``?token=T`` in the URL or the header ``X-Nnctl-Token``;
+without it: 403).  No cookie holds it: cookies are shared by every port of a host, so another local server
+would receive it.
 
-- ``GET /?token=T``: the page (``static/index.html``); ``GET /static/<file>``: its script and style.
+- ``GET /?token=T``: the page (``static/index.html``, its script and style linked with the token);
+  ``GET /static/<file>?token=T``: the script and the style.
 - ``GET /model.npz?session=ID``: the current weights of a page's session as an nnctl checkpoint
   (``nnctl eval``/``predict`` read it).
-- ``WS /ws?token=T``: one per page.  JSON messages both ways; each page gets its own session, trained in its own
-  worker thread, and closing the page stops it.
+- ``WS /ws?token=T``: one per page; refused when its ``Origin`` is another site than the page's.  JSON
+  messages both ways; each page gets its own session, trained in its own worker thread, and closing the page
+  stops it and deletes its upload.
 
 Client to server: ``hello {hash}`` (first; the URL hash, TensorFlow Playground keys and nnctl's), ``set
 {changes: {hash key: value}}``, ``play``, ``pause``, ``step``, ``reset``, ``regenerate``, ``focus {node: "L:i" |
@@ -15,7 +18,8 @@ null}``, ``edit {kind: weight, layer, from, to, value}`` / ``{kind: bias, layer,
 text}``, ``import {yaml}``, ``export``, ``save_run``.
 
 Server to client: ``state`` (after hello and every rebuild: the hash, options, network, points, extent,
-history), ``frame`` (at least 10 a second while playing, and after every change: epoch, metrics, the heatmap
+history), ``frame`` (while playing, one after every FRAME_SECONDS of training, and after every change: epoch,
+metrics, the heatmap
 and each neuron's as base64 bytes b = round((v + 1) * 127.5), weights, confusion matrix), ``error {message}``,
 ``yaml {text, filename}``, ``saved {path, message}``.  ``page.py`` builds them.
 """
@@ -31,21 +35,21 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from nnctl.playground.web.page import MAX_UPLOAD, Page, error
 
-COOKIE = "nnctl_playground_token"
 STATIC = Path(str(resources.files("nnctl.playground.web") / "static"))
 STATIC_FILES = {"app.js": "text/javascript", "style.css": "text/css", "index.html": "text/html"}
 #: how long a playing page trains between two frames (15 frames a second)
 FRAME_SECONDS = 1 / 15
-#: a WebSocket message larger than this is refused (an upload is at most MAX_UPLOAD of text, sent as JSON)
+#: uvicorn closes a WebSocket whose message is larger than this (an upload is at most MAX_UPLOAD of text, in JSON)
 MAX_MESSAGE = 2 * MAX_UPLOAD + 65536
 
 FORBIDDEN = (
@@ -64,8 +68,13 @@ class Playground:
         self.pages: dict[str, Page] = {}
 
     def allowed(self, connection: HTTPConnection) -> bool:
-        given = connection.query_params.get("token") or connection.headers.get("x-nnctl-token") or connection.cookies.get(COOKIE) or ""
+        given = connection.query_params.get("token") or connection.headers.get("x-nnctl-token") or ""
         return secrets.compare_digest(given.encode("utf-8", "replace"), self.token.encode("utf-8"))
+
+    def same_origin(self, connection: HTTPConnection) -> bool:
+        """A browser says which page opened a WebSocket: it must be this server's own (or none, outside a browser)."""
+        origin = connection.headers.get("origin")
+        return origin is None or urlsplit(origin).netloc == connection.headers.get("host", "")
 
     def close(self) -> None:
         shutil.rmtree(self.uploads_dir, ignore_errors=True)
@@ -78,9 +87,10 @@ def create_app(token: str | None = None, runs_dir: Path = Path("runs")) -> Starl
     async def page(request: Request) -> Response:
         if not playground.allowed(request):
             return PlainTextResponse(FORBIDDEN, status_code=403)
-        response = FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-store"})
-        response.set_cookie(COOKIE, playground.token, httponly=True, samesite="strict")
-        return response
+        html = (STATIC / "index.html").read_text(encoding="utf-8")
+        for name in ("static/style.css", "static/app.js"):
+            html = html.replace(f'"{name}"', f'"{name}?token={playground.token}"')
+        return HTMLResponse(html, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
@@ -96,13 +106,12 @@ def create_app(token: str | None = None, runs_dir: Path = Path("runs")) -> Starl
         page_ = playground.pages.get(request.query_params.get("session", ""))
         if page_ is None or page_.session is None:
             return PlainTextResponse("no such session: open the page again\n", status_code=404)
-        data = await asyncio.get_running_loop().run_in_executor(page_.worker, page_.session.checkpoint_bytes)
-        name = f"{page_.session.config.name}-epoch{page_.session.epoch}.npz"
+        data, name = await asyncio.get_running_loop().run_in_executor(page_.worker, page_.download)
         return Response(data, media_type="application/octet-stream", headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     async def websocket(ws: WebSocket) -> None:
-        if not playground.allowed(ws):
-            await ws.close(code=1008, reason="the token is missing or wrong")
+        if not playground.allowed(ws) or not playground.same_origin(ws):
+            await ws.close(code=1008, reason="the token is missing or wrong, or the page is another site's")
             return
         await ws.accept()
         await serve_page(ws, playground)
@@ -159,19 +168,16 @@ async def serve_page(ws: WebSocket, playground: Playground) -> None:
     try:
         while True:
             text = await ws.receive_text()
-            if len(text) > MAX_MESSAGE:
-                await send([error(f"a message of {len(text)} bytes is too large (uploads: at most {MAX_UPLOAD // 2**20} MB)")])
-                continue
             try:
                 message = json.loads(text)
-            except json.JSONDecodeError:
-                await send([error("a message that is not JSON")])
+            except (json.JSONDecodeError, RecursionError):
+                await send([error("a message that is not JSON (or nested too deeply)")])
                 continue
             await send(await loop.run_in_executor(page.worker, page.handle, message))
     except WebSocketDisconnect:
         pass
     finally:
         training.cancel()
-        page.running = False
         playground.pages.pop(page.id, None)
-        page.worker.shutdown(wait=False, cancel_futures=True)
+        page.worker.submit(page.close)  # after whatever the worker is doing for the page
+        page.worker.shutdown(wait=False, cancel_futures=False)

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nnctl.config import config_from_text
+from nnctl.config import PLAYGROUND_CLASSIFICATION, PLAYGROUND_REGRESSION, config_from_text
 from nnctl.errors import NnctlError
 from nnctl.playground.options import (
-    DATASETS,
     INITS,
     LOSSES,
     LR_LADDER,
@@ -30,7 +29,7 @@ from nnctl.playground.options import (
     options_from_config,
 )
 from nnctl.playground.session import PlaygroundSession
-from nnctl.playground.urlstate import FEATURE_KEYS, HASH_ACTIVATIONS, PageState, hash_pairs, parse_hash, to_hash
+from nnctl.playground.urlstate import FEATURE_KEYS, HASH_ACTIVATIONS, PageState, hash_pairs, parse_hash, parse_pairs, to_hash
 
 #: the big heatmap and the neurons' small ones, in cells per side (the Playground's main heatmap is 100)
 HEATMAP_SIZE, NEURON_SIZE = 100, 24
@@ -42,6 +41,8 @@ MAX_UPLOAD = 2 * 1024 * 1024
 LIVE_KEYS = {"learningRate", "regularizationRate", "batchSize", "showTestData", "discretize"}
 #: a target column with one of these names is the label; otherwise the last column is
 LABEL_NAMES = ("label", "class", "target", "y")
+#: an uploaded table has at most this many feature columns (every frame computes the network over a grid)
+MAX_COLUMNS = 64
 
 
 def encode_grid(values: np.ndarray) -> str:
@@ -80,13 +81,14 @@ class Page:
             return handler(message)
         except NnctlError as exc:
             return [error(self.hide_upload_paths(str(exc)))]
-        except (TypeError, ValueError, KeyError) as exc:
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
             return [error(f"a malformed {kind} message ({type(exc).__name__}: {exc})")]
+        except Exception as exc:  # a bug must not end the page's connection: say it, keep the session
+            return [error(f"{kind} failed: {type(exc).__name__}: {exc}")]
 
     def hide_upload_paths(self, text: str) -> str:
-        """Messages name an uploaded file as the user named it, not by where the server keeps it."""
-        csv = self.state.options.csv
-        return text if csv is None else text.replace(str(csv.path), csv.name)
+        """Messages name an uploaded file by its name, not by where the server keeps it."""
+        return re.sub(re.escape(str(self.uploads_dir)) + r"/[0-9a-f]+-\d+-", "", text)
 
     def on_hello(self, message: dict) -> list[dict]:
         state = parse_hash(str(message.get("hash", "")))
@@ -98,8 +100,7 @@ class Page:
         if not isinstance(changes, dict):
             raise TypeError("changes must be a mapping of hash keys to values")
         changes = {str(key): str(value) for key, value in changes.items()}
-        pairs = hash_pairs(self.state) | changes
-        state = parse_hash("&".join(f"{k}={v}" for k, v in pairs.items()), base=self.state)
+        state = parse_pairs(changes, base=self.state)
         if state.notes:
             raise NnctlError(state.notes[0])
         if set(changes) <= LIVE_KEYS:
@@ -132,9 +133,10 @@ class Page:
         return [self.state_message(), self.frame()]
 
     def on_regenerate(self, message: dict) -> list[dict]:
-        self.state.options.seed = (self.state.options.seed + 1) % 2**32
-        self.state.seed_text = str(self.state.options.seed)
-        return self.on_reset(message)
+        seed = (self.state.options.seed + 1) % 2**32
+        self.running = False
+        self._start(replace(self.state, options=replace(self.state.options, seed=seed), seed_text=str(seed)))
+        return [self.state_message(), self.frame()]
 
     def on_focus(self, message: dict) -> list[dict]:
         node = message.get("node")
@@ -153,26 +155,21 @@ class Page:
         return [self.frame()]
 
     def on_upload(self, message: dict) -> list[dict]:
-        name, text = str(message.get("name") or "upload.csv"), message["text"]
+        name, text = upload_name(str(message.get("name") or "")), message["text"]
         if not isinstance(text, str):
             raise TypeError("text must be the file's text")
         if len(text.encode("utf-8")) > MAX_UPLOAD:
             raise NnctlError(f"{name}: the file is larger than {MAX_UPLOAD // (1024 * 1024)} MB; the page trains small tables")
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name).name)[:80] or "upload.csv"
         self.uploads += 1
-        path = self.uploads_dir / f"{self.id}-{self.uploads}-{safe}"
+        path = self.uploads_dir / f"{self.id}-{self.uploads}-{name}"  # hide_upload_paths shows it as name
         path.write_text(text, encoding="utf-8")
-        previous = self.state.options.csv
         try:
             csv = read_upload(path, name, regression=self.state.problem == "regression")
             state = replace(self.state, options=replace(self.state.options, csv=csv, problem=self.state.problem))
-            state = parse_hash(to_hash(state), base=state)  # the loss follows the number of classes
-            self._start(state)
-        except NnctlError as exc:
+            self._start(parse_pairs(hash_pairs(state), base=state))  # the loss follows the number of classes
+        except BaseException:
             path.unlink(missing_ok=True)
-            raise NnctlError(str(exc).replace(str(path), name)) from None
-        if previous is not None:
-            previous.path.unlink(missing_ok=True)  # a page keeps only the file it trains on
+            raise
         return [self.state_message(), self.frame()]
 
     def on_import(self, message: dict) -> list[dict]:
@@ -182,9 +179,9 @@ class Page:
         loaded = config_from_text(text, "imported config")
         options = options_from_config(loaded.config)
         state = replace(self.state, options=options, notes=[], seed_text=str(options.seed))
-        if options.dataset in DATASETS and not options.is_regression:
+        if options.dataset in PLAYGROUND_CLASSIFICATION:
             state.classification_dataset = options.dataset
-        elif options.dataset in DATASETS:
+        elif options.dataset in PLAYGROUND_REGRESSION:
             state.regression_dataset = options.dataset
         self._start(state)
         return [self.state_message(), self.frame()]
@@ -200,12 +197,26 @@ class Page:
     # ------------------------------------------------------------------ what the page is sent
 
     def _start(self, state: PageState) -> None:
-        """A new session for ``state`` (data, weights, epoch 0); the old one stays if this one cannot be built."""
+        """A new session for ``state`` (data, weights, epoch 0); the old one stays if this one cannot be built.
+        An uploaded file the new session no longer trains on is deleted."""
         session = PlaygroundSession(state.options)
+        previous = self.state.options.csv
         self.session, self.state = session, state
         self.state.options = session.options
         self.running, self.sent_epochs = False, 0
         self.focus = None
+        if previous is not None and previous != session.options.csv:
+            previous.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """The page is gone: stop, and delete its uploaded file."""
+        self.running = False
+        if self.state.options.csv is not None:
+            self.state.options.csv.path.unlink(missing_ok=True)
+
+    def download(self) -> tuple[bytes, str]:
+        """The current weights as a checkpoint file, and a file name for it."""
+        return self.session.checkpoint_bytes(), f"{self.session.config.name}-epoch{self.session.epoch}.npz"
 
     def export_yaml(self) -> str:
         session, options = self.session, self.session.options
@@ -261,7 +272,7 @@ class Page:
             "data_name": options.csv.name if options.csv is not None else options.dataset,
             "choices": {
                 "activation": list(HASH_ACTIVATIONS), "optimizer": list(OPTIMIZERS), "loss": list(LOSSES), "init": list(INITS),
-                "schedule": list(SCHEDULES), "dataset": list(DATASETS[:4]), "regDataset": list(DATASETS[4:]),
+                "schedule": list(SCHEDULES), "dataset": list(PLAYGROUND_CLASSIFICATION), "regDataset": list(PLAYGROUND_REGRESSION),
                 "learningRate": list(LR_LADDER), "regularizationRate": list(RATE_LADDER),
             },  # fmt: skip
         }
@@ -325,6 +336,14 @@ def relative(path: Path) -> str:
         return str(path)
 
 
+def upload_name(name: str) -> str:
+    """A file name safe to keep and to name a run after: letters, digits, '.', '-' and '_' (others become '_'),
+    a stem of at most 50 characters and the file's suffix."""
+    safe = Path(re.sub(r"[^A-Za-z0-9._-]", "_", Path(name.replace("\\", "/")).name))
+    stem = safe.stem.strip(".")[:50]
+    return stem + safe.suffix[:10] if stem else "upload.csv"
+
+
 def read_upload(path: Path, name: str, regression: bool) -> CsvUpload:
     """An uploaded CSV read by nnctl's CSV reader (the errors ``nnctl train`` gives): its label column is one
     named label, class, target or y, else the last; two or more columns besides it are numeric features."""
@@ -334,6 +353,8 @@ def read_upload(path: Path, name: str, regression: bool) -> CsvUpload:
     target = next((column for column in header if column.strip().lower() in LABEL_NAMES), header[-1] if header else "")
     if len(header) < 2:
         raise NnctlError(f"{path}: the page needs numeric feature columns and a label column; the header has {header}")
+    if len(header) > MAX_COLUMNS + 1:
+        raise NnctlError(f"{path}: {len(header) - 1} feature columns; the page trains tables of at most {MAX_COLUMNS}")
     table = read_csv(path, target)
     if regression:
         try:
