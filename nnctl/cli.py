@@ -499,6 +499,19 @@ def playground(
     if web:
         from nnctl.playground.web.server import run_server
 
+        terminal_only = {
+            "--dataset": dataset != "spiral", "--noise": noise != 0.0, "--layers": layers != "8,8", "--activation": activation != "tanh",
+            "--lr": lr != 0.03, "--batch-size": batch_size != 10, "--features": features != "x1,x2", "--regularization": regularization != "none",
+            "--rate": rate is not None, "--momentum": momentum != 0.0, "--seed": seed != 0, "--save": save is not None, "--epochs": epochs is not None,
+            "--frames": frames is not None, "--epochs-per-frame": epochs_per_frame is not None,
+        }  # fmt: skip
+        given = [flag for flag, set_ in terminal_only.items() if set_]
+        if given:
+            raise NnctlError(
+                f"{', '.join(given)}: the terminal playground's options; the web page takes its settings from its controls "
+                "and its URL (e.g. ...#dataset=xor&networkShape=4,2)"
+            )
+
         run_server(host=host, port=port, open_browser=not no_browser, runs_dir=out)
         return
 

@@ -1,7 +1,7 @@
 """The web playground in a real browser: headless Chromium driven by Selenium against a real ``nnctl playground
 --web`` server (one of each for the module).  A TensorFlow Playground link trains live and paints the heatmap,
 layers come and go, the exported YAML retraces the session with ``nnctl train``, CSV uploads good and bad, and the
-README's screenshot (docs/img/playground.png).  The protocol itself is tested in test_playground_web.py."""
+README's screenshot (docs/img/playground.png, written with ``NNCTL_SCREENSHOTS=docs``).  The protocol itself is tested in test_playground_web.py."""
 
 from __future__ import annotations
 
@@ -349,7 +349,9 @@ def test_a_csv_upload_trains_and_a_bad_one_says_which_line(page, tmp_path):
     assert page.epoch() == 2
 
 
-def test_the_readme_screenshot_of_the_spiral(page):
+def test_the_readme_screenshot_of_the_spiral(page, tmp_path):
+    """The README's picture, taken from the real page.  The suite writes it into a temporary folder (running the
+    tests changes no file of the repository); ``NNCTL_SCREENSHOTS=docs`` writes it to docs/img/playground.png."""
     page.open(SPIRAL)
     assert len(page.find_all("#network .feature.active")) == 4 and page.hash()["networkShape"] == "8,8,4"
     assert page.find("show-test-data").is_selected()
@@ -359,7 +361,7 @@ def test_the_readme_screenshot_of_the_spiral(page):
         return float(text) if text else 0.0
 
     page.play_until(lambda _: accuracy() >= 97 or page.epoch() >= 600)
-    picture = REPO / "docs" / "img" / "playground.png"
+    picture = (REPO / "docs" / "img" if os.environ.get("NNCTL_SCREENSHOTS") == "docs" else tmp_path) / "playground.png"
     picture.parent.mkdir(parents=True, exist_ok=True)
     # the top of the page, without the window's scrollbar (the diagram re-fits to the wider page first)
     page.driver.execute_script("window.scrollTo(0, 0); document.activeElement.blur(); document.documentElement.style.overflow = 'hidden';")

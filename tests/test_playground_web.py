@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from conftest import REPO, nnctl_in_process
+from conftest import REPO, nnctl, nnctl_in_process
 from nnctl.playground.urlstate import parse_hash, seed_from_text, to_hash
 from nnctl.playground.web.app import create_app
 from nnctl.runs import load_checkpoint
@@ -421,7 +421,15 @@ def test_a_public_host_is_warned_about_and_a_taken_port_is_one_line(tmp_path):
         )  # fmt: skip
     finally:
         taken.close()
-    assert result.returncode == 2 and "cannot listen on 127.0.0.1" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "cannot listen on 127.0.0.1" in result.stderr and "--port 0 picks a free port" in result.stderr
+    assert "Traceback" not in result.stderr
+    for args, expected in (
+        (["--host", "192.0.2.1", "--port", "0"], "--host must be an address of this machine"),
+        (["--port", "70000"], "--port: must be between 0 and 65535"),
+        (["--dataset", "xor", "--frames", "3"], "--dataset, --frames: the terminal playground's options"),
+    ):
+        result = nnctl("playground", "--web", "--no-browser", *args, cwd=tmp_path)
+        assert result.returncode == 2 and expected in result.stderr and result.stderr.count("\n") == 1, result.stderr
     process = subprocess.Popen(
         [sys.executable, "-m", "nnctl", "playground", "--web", "--no-browser", "--port", "0", "--host", "0.0.0.0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,

@@ -4,6 +4,7 @@ serve until Ctrl-C."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import signal
 import socket
@@ -40,7 +41,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind(address)
     except OSError as exc:
         sock.close()
-        raise NnctlError(f"--port: cannot listen on {host}:{port}: {exc.strerror} (--port 0 picks a free port)") from None
+        hint = "--port 0 picks a free port" if exc.errno == errno.EADDRINUSE else "--host must be an address of this machine"
+        raise NnctlError(f"--host/--port: cannot listen on {host}:{port}: {exc.strerror} ({hint})") from None
     sock.listen(64)
     return sock
 
