@@ -24,6 +24,7 @@ try:
     from selenium import webdriver
     from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError as exc:  # reported by the `chromium` fixture, as a missing browser is
@@ -258,6 +259,12 @@ def test_a_playground_link_trains_live_and_paints_the_heatmap(page):
     assert colours["cornerOrange"] > 0.9 and colours["centreBlue"] > 0.75, (untrained, colours)
     assert colours["cornerBlue"] == 0 and colours["centreOrange"] < 0.05, colours
     assert untrained["cornerOrange"] < 0.5 and untrained["centreBlue"] < 0.5, untrained  # ... which it was not before training
+    # hovering a neuron (hidden or output) shows its output in the big heatmap; leaving it shows the network's again
+    for neuron in ("neuron-1-2", "neuron-3-0"):
+        ActionChains(page.driver).move_to_element(page.find(neuron)).perform()
+        page.wait(lambda _, n=neuron: page.text("heatmap-caption") == f"showing neuron {n[7:].replace('-', ':')}")
+        ActionChains(page.driver).move_to_element(page.find("epoch")).perform()
+        page.wait(lambda _: page.text("heatmap-caption") == "")
 
 
 def test_adding_and_removing_a_layer_changes_the_hash_and_the_diagram(page):

@@ -616,7 +616,7 @@ function hiddenColumn(state, L) {
       el("label", { title: "dropout rate" }, "drop ", dropout),
       el("label", { title: "batch normalisation" }, batchnorm, "BN")));
   const nodes = el("div", { class: "nodes" });
-  for (let i = 0; i < Math.min(layer.units, MAX_SHOWN); i++) nodes.append(neuronNode(L, i, true));
+  for (let i = 0; i < Math.min(layer.units, MAX_SHOWN); i++) nodes.append(neuronNode(L, i));
   if (layer.units > MAX_SHOWN) nodes.append(moreLabel(layer.units - MAX_SHOWN));
   return el("div", { class: "layer hidden-layer" }, head, nodes);
 }
@@ -624,7 +624,7 @@ function hiddenColumn(state, L) {
 function outputColumn(state, L) {
   const layer = state.network[L];
   const nodes = el("div", { class: "nodes" });
-  for (let i = 0; i < Math.min(layer.units, MAX_SHOWN); i++) nodes.append(neuronNode(L, i, false));
+  for (let i = 0; i < Math.min(layer.units, MAX_SHOWN); i++) nodes.append(neuronNode(L, i));
   if (layer.units > MAX_SHOWN) nodes.append(moreLabel(layer.units - MAX_SHOWN));
   return el("div", { class: "layer output-layer" },
     el("div", { class: "layer-head" }, el("div", { class: "layer-title", text: "Output" }),
@@ -632,14 +632,13 @@ function outputColumn(state, L) {
 }
 
 // A neuron: its heatmap thumbnail plus a small bias square (hover: value; click: edit).
-function neuronNode(L, i, focusable) {
+function neuronNode(L, i) {
   const canvas = el("canvas", { class: "thumb" });
   const bias = el("div", { class: "bias", title: "" });
   const node = el("div", { class: "node neuron", "data-testid": `neuron-${L}-${i}`, "data-node": `${L}:${i}` }, canvas, bias);
-  if (focusable) { // hidden neurons only: the protocol focuses layers 1..H
-    node.addEventListener("mouseenter", () => setFocus(`${L}:${i}`));
-    node.addEventListener("mouseleave", () => setFocus(null));
-  }
+  // hovering a neuron shows its output in the big heatmap
+  node.addEventListener("mouseenter", () => setFocus(`${L}:${i}`));
+  node.addEventListener("mouseleave", () => setFocus(null));
   const biasOf = () => { const w = app.frame && app.frame.weights; return w && w[L - 1] && w[L - 1].b ? w[L - 1].b[i] : undefined; };
   hoverText(bias, () => `Bias is ${formatValue(biasOf())}`);
   bias.addEventListener("click", (event) => {
