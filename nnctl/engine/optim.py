@@ -3,6 +3,10 @@
 An optimizer updates a list of parameter arrays in place from the matching gradient arrays.
 Its state (velocities, moments, step count) is a dict of arrays, so a checkpoint can hold it.
 ``lr`` is a plain attribute: a learning-rate schedule sets it before each epoch.
+
+Every update is elementwise, so a population (``stacked.py``: P networks' parameters as one (P, n) array)
+is updated by the same code with its hyperparameters as (P, 1) columns, each member exactly as alone;
+whether a term is used at all (momentum, weight decay) is decided once, and is the same for all members.
 """
 
 from __future__ import annotations
@@ -25,13 +29,14 @@ class Optimizer:
         self.weight_decay = weight_decay
         self.steps = 0
         self.state = [{slot: np.zeros_like(p) for slot in self.slots} for p in params]
+        self.decays = bool(np.any(weight_decay))
 
     def step(self) -> None:
         self.steps += 1
         for param, grad, state in zip(self.params, self.grads, self.state):
-            if self.weight_decay and self.decoupled_weight_decay:
+            if self.decays and self.decoupled_weight_decay:
                 param *= param.dtype.type(1 - self.lr * self.weight_decay)
-            elif self.weight_decay:
+            elif self.decays:
                 # the gradient of (weight_decay / 2) * ||x||^2
                 grad = grad + param.dtype.type(self.weight_decay) * param
             self.update(param, grad, state)
@@ -75,11 +80,12 @@ class SGD(Optimizer):
         super().__init__(params, grads, lr, weight_decay)
         self.momentum = momentum
         self.nesterov = nesterov
+        self.uses_momentum = bool(np.any(momentum))
 
     def update(self, param, grad, state):
         lr = param.dtype.type(self.lr)
         step = self.scratch(param)  # lr * direction, computed into a reused buffer
-        if not self.momentum:
+        if not self.uses_momentum:
             param -= np.multiply(grad, lr, out=step)
             return
         velocity = state["momentum_buffer"]
@@ -142,6 +148,7 @@ class RMSProp(Optimizer):
         self.alpha = alpha
         self.eps = eps
         self.momentum = momentum
+        self.uses_momentum = bool(np.any(momentum))
 
     def update(self, param, grad, state):
         t = param.dtype.type
@@ -149,7 +156,7 @@ class RMSProp(Optimizer):
         v *= t(self.alpha)
         v += t(1 - self.alpha) * grad * grad
         step = grad / (np.sqrt(v) + t(self.eps))
-        if self.momentum:
+        if self.uses_momentum:
             buffer = state["momentum_buffer"]
             buffer *= t(self.momentum)
             buffer += step
