@@ -403,45 +403,68 @@ class Trainer:
     def fit(self) -> RunResult:
         if self.config.is_classic:
             return self.evaluate_fixed_model()
-        training = self.config.training
-        self.reporter.start(self.run.path, training.epochs, self.model.num_params(), first_epoch=self.state.epoch + 1)
-        last_good = self.snapshot()
-        if self.last_saved_epoch is None:
-            self.save("last", last_good)  # epoch 0: a run killed before its first epoch resumes from the start
-        status, stop_reason = "completed", "completed all epochs"
+        self.start()
         try:
-            while self.state.epoch < training.epochs:
-                stop_reason = self.early_stopping_reason()
-                if stop_reason:  # checked here, so a run killed right after deciding to stop stops on resume
-                    break
-                stop_reason = "completed all epochs"
+            while self.wants_epoch():
                 try:
                     if self.stop_signal is not None:
                         raise Interrupted
                     row = self.train_epoch()
                 except Interrupted:
                     return self.interrupted()
-                finite = all(math.isfinite(v) for k, v in row.items() if k.endswith("loss"))
-                if not finite or not np.isfinite(self.optimizer.params[0]).all():  # the last step may overflow
-                    if training.on_nonfinite == "rollback" and len(self.state.rollbacks) < training.max_rollbacks:
-                        self.roll_back(last_good, row["epoch"])
-                        continue
-                    status, stop_reason = "diverged", f"the loss became non-finite in epoch {row['epoch']}"
+                if not self.accept_epoch(row):
                     break
-                self.state.epoch = row["epoch"]
-                self.end_of_epoch(row)
-                last_good = self.snapshot()
-                if self.state.epoch % training.checkpoint_every == 0:
-                    self.save("last", last_good)
         finally:
             self.reporter.end()
-        if status == "diverged":
+        return self.end()
+
+    # The loop in four parts, so that a population (``population.py``) can drive each member's epochs.
+
+    def start(self) -> None:
+        """Before the first epoch: the progress display, the last good state, an epoch-0 checkpoint."""
+        self.reporter.start(self.run.path, self.config.training.epochs, self.model.num_params(), first_epoch=self.state.epoch + 1)
+        self.last_good = self.snapshot()
+        if self.last_saved_epoch is None:
+            self.save("last", self.last_good)  # epoch 0: a run killed before its first epoch resumes from the start
+        self.status, self.stop_reason = "completed", "completed all epochs"
+
+    def wants_epoch(self) -> bool:
+        """Whether another epoch is due: not all are trained and early stopping has not stopped the run (checked
+        before the epoch, so a run killed right after deciding to stop stops on resume)."""
+        if self.state.epoch >= self.config.training.epochs:
+            return False
+        self.stop_reason = self.early_stopping_reason() or "completed all epochs"
+        return self.stop_reason == "completed all epochs"
+
+    def accept_epoch(self, row: dict) -> bool:
+        """Record a trained epoch (metrics, schedule, best epoch, checkpoint); False when training diverged.
+        With ``on_nonfinite: rollback`` a non-finite epoch is rolled back instead, and training goes on."""
+        training = self.config.training
+        finite = all(math.isfinite(v) for k, v in row.items() if k.endswith("loss"))
+        if not finite or not np.isfinite(self.optimizer.params[0]).all():  # the last step may overflow
+            if training.on_nonfinite == "rollback" and len(self.state.rollbacks) < training.max_rollbacks:
+                self.roll_back(self.last_good, row["epoch"])
+                return True
+            self.status, self.stop_reason = "diverged", f"the loss became non-finite in epoch {row['epoch']}"
+            return False
+        self.state.epoch = row["epoch"]
+        self.end_of_epoch(row)
+        self.last_good = self.snapshot()
+        if self.state.epoch % training.checkpoint_every == 0:
+            self.save("last", self.last_good)
+        return True
+
+    def end(self) -> RunResult:
+        """After the last epoch: back to the last finite weights if training diverged, the final checkpoint,
+        the test set scored, summary.json."""
+        last_good = self.last_good
+        if self.status == "diverged":
             rollbacks = self.state.rollbacks
             self.restore(last_good)
             self.state.rollbacks = rollbacks
         if self.last_saved_epoch != last_good["state"].epoch:
             self.save("last", last_good)
-        return self.finish(status, stop_reason, last_good)
+        return self.finish(self.status, self.stop_reason, last_good)
 
     def early_stopping_reason(self) -> str:
         """Why training stops early now ('' to go on): the monitored metric stopped improving."""
