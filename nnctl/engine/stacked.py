@@ -60,7 +60,7 @@ class StackedDense(Layer):
 
 class StackedDropout(Layer):
     """P inverted dropouts, each with its own rate and its own random generator (the member's "dropout"
-    stream): member p draws the same mask as its single ``Dropout`` would.  Every rate is above 0."""
+    stream): member p draws the same mask as its single ``Dropout`` would.  The rates are all above 0 or all 0."""
 
     def __init__(self, rates: np.ndarray, rngs: list[np.random.Generator]):
         super().__init__()
@@ -68,7 +68,7 @@ class StackedDropout(Layer):
         self.rngs = rngs
 
     def forward(self, x, training=False):
-        if not training:
+        if not training or not self.rates.any():  # a rate of 0 draws nothing, as ``Dropout``
             self._mask = None
             return x
         t = x.dtype.type

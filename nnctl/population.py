@@ -1,0 +1,220 @@
+"""Train a population: several runs of one network shape at once, each bit for bit what ``nnctl train`` gives.
+
+Every member is an ordinary ``Trainer`` with its own config, data, random streams, run folder, metrics,
+checkpoints and summary.  Only the minibatch steps are shared: the members' parameters live in one stacked
+array (``engine/stacked.py``), and each step is one forward, one backward and one optimizer update for all of
+them, on each member's own batch.  Each member's model arrays are views of its share, so its metrics rows,
+checkpoints, best-epoch tracking, early stopping and test score are computed by its own ``Trainer``, as alone.
+
+A member leaves the population when its run ends (all epochs, early stopping, divergence); the others go on
+with their numbers untouched.  ``population_key`` says which runs can be stacked together.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from nnctl.config import ExperimentConfig
+from nnctl.engine import stacked
+from nnctl.engine.layers import BatchNorm
+from nnctl.engine.model import Sequential
+from nnctl.training import EpochProgress, RunResult, Trainer
+
+
+def population_key(config: ExperimentConfig) -> tuple | None:
+    """What runs must share to be trained as one population (None: this run trains alone).  Beyond the shape
+    (layers, loss, batch size, epochs, data), a term a single network skips when its rate is zero (dropout,
+    L1, L2, momentum, weight decay, clipping) must be on for all members or off for all: skipping it changes
+    what is drawn or stored."""
+    model, training, optimizer = config.model, config.training, config.optimizer
+    if config.is_classic or getattr(model, "type", None) != "mlp" or training.on_nonfinite != "stop":
+        return None
+    if any(layer.type == "maxout" for layer in model.layers):
+        return None
+    layers = tuple(
+        (layer.type, getattr(layer, "units", None), str(getattr(layer, "activation", getattr(layer, "name", None))),
+         getattr(layer, "momentum", None), getattr(layer, "eps", None), getattr(layer, "rate", 0) > 0)
+        for layer in model.layers
+    )  # fmt: skip
+    # the data's shape (which dataset, how many rows and features, how split); not its seed, noise or augmentation
+    # strengths, which change only the numbers each member gathers for itself
+    data = config.data.model_dump(exclude={"seed", "noise", "augment"})
+    augment = config.data.augment
+    data["augment"] = (bool(augment.noise_std), augment.shift, augment.rotate, augment.flip, augment.cutout)
+    switches = (
+        optimizer.name, bool(getattr(optimizer, "momentum", 0)), getattr(optimizer, "nesterov", False), bool(optimizer.weight_decay),
+        bool(model.regularization.l1), bool(model.regularization.l2), training.grad_clip is not None, training.shuffle,
+    )  # fmt: skip
+    return (layers, config.loss, training.batch_size, training.epochs, repr(data), switches)
+
+
+class Population:
+    """Members trained stacked; ``fit`` returns each member's ``RunResult`` in order."""
+
+    def __init__(self, members: list[Trainer]):
+        if not members:
+            raise ValueError("a population needs members")
+        keys = {population_key(member.config) for member in members}
+        if None in keys or len(keys) > 1:
+            raise ValueError("these runs cannot be trained as one population (see population_key)")
+        self.members = members
+        self.seconds = 0.0
+
+    def bind(self, active: list[Trainer]) -> None:
+        """Stack the active members' current arrays and point their models and optimizers at their shares."""
+        self.active = active
+        models = [member.model for member in active]
+        old = [(member.optimizer.state[0], member.optimizer.steps) for member in active]
+        self.model = Sequential(stacked.stack_layers(models))
+        self.params, self.grads = stacked.population_view(self.model, models)
+        self.optimizer = stacked.stack_optimizer([member.config.optimizer.model_dump() for member in active], self.params, self.grads)
+        self.optimizer.steps = old[0][1]
+        for p, (member, (state, _)) in enumerate(zip(active, old)):
+            for slot, value in state.items():
+                self.optimizer.state[0][slot][p] = value
+                member.optimizer.state[0][slot] = self.optimizer.state[0][slot][p]
+            member.optimizer.params, member.optimizer.grads = [self.params[p]], [self.grads[p]]
+        self.weights = [layer.params["weight"] for layer in self.model.layers if isinstance(layer, stacked.StackedDense)]
+        self.weight_grads = [layer.grads["weight"] for layer in self.model.layers if isinstance(layer, stacked.StackedDense)]
+        regularization = [member.config.model.regularization for member in active]
+        self.l1 = np.array([r.l1 for r in regularization]) if regularization[0].l1 else None
+        self.l2 = np.array([r.l2 for r in regularization]) if regularization[0].l2 else None
+        self.loss = stacked.STACKED_LOSSES[active[0].config.loss]()
+        self.has_batchnorm = any(isinstance(layer, BatchNorm) for layer in active[0].model.layers)
+
+    def fit(self) -> list[RunResult]:
+        for member in self.members:
+            if member.state.progress is not None:
+                raise ValueError("a member stopped inside an epoch finishes that epoch alone (nnctl resume)")
+            member.start()
+        try:
+            active = [member for member in self.members if member.wants_epoch()]
+            while active:
+                if active != getattr(self, "active", None):
+                    self.bind(active)
+                rows = self.train_epoch()
+                active = [member for member, row in zip(active, rows) if member.accept_epoch(row) and member.wants_epoch()]
+        finally:
+            for member in self.members:
+                member.reporter.end()
+        return [member.end() for member in self.members]
+
+    def train_epoch(self) -> list[dict]:
+        """One epoch of every active member, as each ``Trainer.train_epoch`` would train it: its own shuffled
+        order, learning rate, augmentation and dropout draws.  A member whose batch loss is not finite stops
+        counting there, as a single run stops; the population still carries it to the end of the epoch (its
+        numbers never mix with the others'), then its run ends as alone: back to its last good epoch."""
+        active, population = self.active, len(self.active)
+        progress, lrs = [], []
+        for member in active:
+            n = len(member.train)
+            order = member.shuffle_rng.permutation(n) if member.config.training.shuffle else np.arange(n)
+            progress.append(EpochProgress(member.state.epoch + 1, order))
+            lrs.append(member.schedule.lr(progress[-1].epoch) * member.state.lr_scale)
+            member.optimizer.lr = lrs[-1]
+        self.optimizer.lr = np.array(lrs, dtype=np.float64).reshape(-1, 1)
+        x = np.stack([member.train.x[p.order] for member, p in zip(active, progress)])
+        y = np.stack([member.train.y[p.order] for member, p in zip(active, progress)])
+        targets = np.stack([member.head.targets(member.train.y[p.order]) for member, p in zip(active, progress)])
+        batch = active[0].config.training.batch_size
+        augmenting = any(member.augment.active for member in active)
+        classification = active[0].task == "classification"
+        stopped: set[int] = set()  # members whose batch loss was not finite
+        started = time.perf_counter()
+        for start in range(0, x.shape[1], batch):
+            xb, yb, tb = x[:, start : start + batch], y[:, start : start + batch], targets[:, start : start + batch]
+            rows = xb.shape[1]
+            if rows == 1 and self.has_batchnorm:
+                continue  # a batch of one row has no variance to normalize with
+            if augmenting:
+                xb = np.stack([member.augment(xb[p]) if member.augment.active else xb[p] for p, member in enumerate(active)])
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                output = self.model.forward(xb, training=True)
+                losses = self.loss.forward(output, tb)
+            for p in np.flatnonzero(~np.isfinite(losses)):
+                if p not in stopped:
+                    stopped.add(p)
+                    progress[p].total_loss = float(losses[p])
+                    progress[p].next_start = start + rows
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self.model.backward(self.loss.backward(), input_grad=False)
+                if self.l1 is not None or self.l2 is not None:
+                    stacked.add_penalty_gradient(self.weights, self.weight_grads, self.l1, self.l2)
+                if active[0].grad_clip:
+                    stacked.clip_global_norm([self.grads], active[0].grad_clip)
+                self.optimizer.step()
+            predictions = self._predictions(output) if classification else None
+            for p, member_progress in enumerate(progress):
+                if p in stopped:
+                    continue
+                member_progress.next_start = start + rows
+                member_progress.total_loss += float(losses[p]) * rows
+                member_progress.seen += rows
+                if classification:
+                    member_progress.correct += int(np.count_nonzero(predictions[p] == yb[p]))
+        seconds = (time.perf_counter() - started) / population
+        self.seconds += seconds * population
+        for member in active:
+            member.optimizer.steps = self.optimizer.steps
+        return [self._row(member, member_progress, seconds) for member, member_progress in zip(active, progress)]
+
+    def _predictions(self, output: np.ndarray) -> np.ndarray:
+        head = self.active[0].head
+        if output.shape[2] > 1:
+            return output.argmax(axis=2)
+        return np.stack([head.predict(member_output) for member_output in output])
+
+    @staticmethod
+    def _row(member: Trainer, progress: EpochProgress, seconds: float) -> dict:
+        """The metrics row of ``Trainer.train_epoch``."""
+        seen = max(progress.seen, 1)
+        row = {"epoch": progress.epoch, "lr": member.optimizer.lr, "train_loss": progress.total_loss / seen}
+        if member.task == "classification":
+            row["train_accuracy"] = progress.correct / seen
+        if member.val is not None and math.isfinite(progress.total_loss):
+            row.update({f"val_{k}": v for k, v in member.head.evaluate(member.model, member.val.x, member.val.y).items()})
+        if member.config.training.on_nonfinite == "rollback":
+            row["rollbacks"] = len(member.state.rollbacks)
+        row["train_seconds"] = seconds
+        return row
+
+
+def run_population(loadeds: list, out_dir, command: list[str] | None = None) -> list[RunResult]:
+    """What ``nnctl train`` does for each config, for all of them at once: a run folder each under ``out_dir``,
+    trained as one population, on one BLAS thread (what ``nnctl train`` uses for networks this small)."""
+    import contextlib
+    import platform
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    import nnctl
+    from nnctl import build
+    from nnctl.data import load_data
+    from nnctl.runs import RunFolder, RunLock, atomic_write_text, create_run_dir
+    from nnctl.training import Reporter, check_monitored_metrics_defined, now
+
+    trainers = []
+    with contextlib.ExitStack() as stack:
+        for loaded in loadeds:
+            config = loaded.config
+            data = load_data(loaded)
+            build.check_model_fits_data(loaded, data)
+            check_monitored_metrics_defined(loaded, data)
+            run = RunFolder(create_run_dir(out_dir, config.name))
+            stack.enter_context(RunLock(run.path))
+            atomic_write_text(run.config_path, config.to_yaml())
+            run.update_run_info(
+                status="running", started=now(), command=command if command is not None else sys.argv, seed=config.seed,
+                versions={"nnctl": nnctl.__version__, "numpy": np.__version__, "python": platform.python_version()},
+                blas_threads=1, population=len(loadeds),
+            )  # fmt: skip
+            trainers.append(Trainer(loaded, data, run, Reporter()))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), threadpool_limits(1):
+            results = Population(trainers).fit()
+        for trainer, result in zip(trainers, results):
+            trainer.run.update_run_info(remove=("message", "error"), status=result.status, ended=now(), **({"message": result.message} if result.message else {}))
+    return results

@@ -1,0 +1,104 @@
+"""A population's members write exactly what ``nnctl train`` writes for each of them alone: the same metrics
+rows (but the seconds), checkpoint arrays, summary, whatever their seeds and hyperparameters, and however
+each run ends (all epochs, early stopping, divergence)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nnctl.config import validate_config
+from nnctl.population import population_key, run_population
+from nnctl.runs import load_checkpoint
+from nnctl.training import run_training
+from nnctl.yamlio import Locations
+
+TIMING = ("train_seconds", "train_seconds_total")
+
+
+def loaded(base: dict, **changes) -> object:
+    config = json.loads(json.dumps(base))
+    for dotted, value in changes.items():
+        target = config
+        *path, last = dotted.split("__")
+        for key in path:
+            target = target.setdefault(key, {})
+        target[last] = value
+    return validate_config(config, Locations("test"))
+
+
+def without_timing(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
+def run_files(run) -> dict:
+    metrics = run / "metrics.jsonl"  # a run that diverged in its first epoch has no rows
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()] if metrics.exists() else []
+    summary = {k: v for k, v in json.loads((run / "summary.json").read_text()).items() if k not in TIMING}
+    checkpoints = {path.name: load_checkpoint(path)[0] for path in sorted((run / "checkpoints").glob("*.npz"))}
+    return {"config": (run / "config.yaml").read_text(), "rows": without_timing(rows), "summary": summary, "checkpoints": checkpoints}
+
+
+def assert_same_runs(alone: dict, together: dict) -> None:
+    assert together["config"] == alone["config"]
+    assert together["rows"] == alone["rows"]
+    assert together["summary"] == alone["summary"]
+    assert together["checkpoints"].keys() == alone["checkpoints"].keys()
+    for name, arrays in alone["checkpoints"].items():
+        assert arrays.keys() == together["checkpoints"][name].keys(), name
+        for key, value in arrays.items():
+            other = together["checkpoints"][name][key]
+            assert value.dtype == other.dtype and value.tobytes() == other.tobytes(), (name, key)
+
+
+SPIRAL = {
+    "name": "pop", "seed": 0, "data": {"dataset": "spiral", "noise": 0.1, "samples": 200, "val_fraction": 0.2},
+    "model": {"layers": [{"type": "dense", "units": 8, "activation": "tanh"}, {"type": "dense", "units": 8, "activation": "tanh"}, {"type": "dense", "units": 2}]},
+    "optimizer": {"name": "sgd", "lr": 0.03}, "training": {"epochs": 12, "batch_size": 10, "checkpoint_every": 5},
+}  # fmt: skip
+BATCHNORM_DROPOUT = {
+    **SPIRAL,
+    "model": {"layers": [
+        {"type": "dense", "units": 8}, {"type": "batchnorm"}, {"type": "activation", "name": "relu"}, {"type": "dropout", "rate": 0.2},
+        {"type": "dense", "units": 6, "activation": "tanh"}, {"type": "dense", "units": 2},
+    ], "regularization": {"l2": 0.001}},
+}  # fmt: skip
+LINEAR_MSE = {
+    **SPIRAL, "loss": "mse",
+    "model": {"layers": [{"type": "dense", "units": 8, "activation": "identity"}, {"type": "dense", "units": 2}]},
+}  # fmt: skip
+
+CASES = {
+    "seeds": (SPIRAL, [{"seed": s} for s in range(4)]),
+    "momentum-lr-l1": (SPIRAL, [{"seed": s, "optimizer__momentum": 0.5 + 0.1 * s, "optimizer__lr": 0.01 * (s + 1), "model__regularization": {"l1": 1e-4 * (s + 1)}} for s in range(3)]),
+    "adam-schedule": (SPIRAL, [{"seed": s, "optimizer": {"name": "adam", "lr": 0.002 * (s + 1)}, "training__lr_schedule": {"type": "step", "step_size": 4, "gamma": 0.5 + 0.1 * s}} for s in range(3)]),
+    "batchnorm-dropout-augment": (BATCHNORM_DROPOUT, [{"seed": s, "model__layers": [*BATCHNORM_DROPOUT["model"]["layers"][:3], {"type": "dropout", "rate": 0.1 * (s + 1)}, *BATCHNORM_DROPOUT["model"]["layers"][4:]], "data__augment": {"noise_std": 0.05 * s + 0.01}} for s in range(3)]),
+    "early-stopping-and-selection": (SPIRAL, [{"seed": s, "training__epochs": 30, "training__early_stopping": {"monitor": "val_loss", "patience": 2 + s, "restore_best": True}, "optimizer__lr": 0.3} for s in range(3)]),
+    "one-diverges": (LINEAR_MSE, [{"seed": 1, "optimizer__lr": 0.01}, {"seed": 2, "optimizer__lr": 50.0}, {"seed": 3, "optimizer__lr": 0.02}]),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_member_writes_what_nnctl_train_writes_alone(case, tmp_path):
+    base, variations = CASES[case]
+    configs = [loaded(base, **variation) for variation in variations]
+    assert len({population_key(c.config) for c in configs}) == 1 and population_key(configs[0].config) is not None
+    alone = [run_training(c, tmp_path / f"alone-{i}", command=["test"]).run_dir for i, c in enumerate(configs)]
+    together = [result.run_dir for result in run_population(configs, tmp_path / "together", command=["test"])]
+    statuses = []
+    for one, other in zip(alone, together):
+        assert_same_runs(run_files(one), run_files(other))
+        statuses.append(json.loads((other / "summary.json").read_text())["status"])
+    if case == "one-diverges":
+        assert statuses == ["completed", "diverged", "completed"]
+    if case == "early-stopping-and-selection":
+        assert len({len(run_files(run)["rows"]) for run in together}) > 1  # the members stopped at different epochs
+
+
+def test_runs_that_differ_in_shape_or_in_a_switch_are_not_one_population():
+    base = loaded(SPIRAL).config
+    for changes in ({"training__batch_size": 20}, {"optimizer__momentum": 0.9}, {"model__regularization": {"l2": 0.1}}, {"training__grad_clip": 1.0}):
+        assert population_key(loaded(SPIRAL, **changes).config) != population_key(base), changes
+    assert population_key(loaded(SPIRAL, training__on_nonfinite="rollback").config) is None
+    assert population_key(loaded(SPIRAL, seed=9, optimizer__lr=0.5).config) == population_key(base)
