@@ -160,6 +160,23 @@ def resume(
     _report_run(result, json_output, quiet)
 
 
+@app.command("train-population", hidden=True)
+@report_errors
+def train_population(
+    job: Path = typer.Argument(..., metavar="<job.json>", help="{base: CONFIG, members: [{overrides: [...], run_dir: DIR}, ...]}"),
+):
+    """For sweeps: train the members of a job file as one population; one JSON line per member, in order."""
+    from nnctl import console
+    from nnctl.config import load_config
+    from nnctl.population import run_population
+
+    spec = json.loads(job.read_text(encoding="utf-8"))
+    loadeds = [load_config(spec["base"], member["overrides"]) for member in spec["members"]]
+    results = run_population(loadeds, command=sys.argv, run_dirs=[Path(member["run_dir"]) for member in spec["members"]])
+    for result in results:
+        print(console.json_line({"run_dir": str(result.run_dir), **result.summary, "message": result.message}), flush=True)
+
+
 def _report_run(result, json_output: bool, quiet: bool) -> None:
     from nnctl import console
 
@@ -378,6 +395,9 @@ def sweep(
     address: Optional[str] = typer.Option(None, "--address", metavar="<url>", help="Dask scheduler address, e.g. tcp://host:8786."),
     resume_dir: Optional[Path] = typer.Option(None, "--resume", help="Continue this sweep folder."),
     fail_fast: bool = typer.Option(False, "--fail-fast", help="Stop at the first failed trial."),
+    population: Optional[str] = typer.Option(
+        None, "--population", metavar="[auto|on|off]", help="Train trials of one network shape as one population (default: the sweep file's, else auto)."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print one JSON object: folder, counts, leaderboard."),
 ):
     """Run a config over many parameter points and seeds; rank them in summary.csv and a leaderboard.
@@ -392,6 +412,8 @@ def sweep(
 
     if executor not in (None, "local", "dask"):
         raise NnctlError(f"--executor: {executor!r} is not allowed; allowed: local, dask")
+    if population not in (None, "auto", "on", "off"):
+        raise NnctlError(f"--population: {population!r} is not allowed; allowed: auto, on, off")
     if file is None and resume_dir is None:
         raise NnctlError("give a sweep file (or an experiment config with -p), or --resume SWEEP_FOLDER")
     if resume_dir is not None:
@@ -405,7 +427,7 @@ def sweep(
     reporter = console.SweepReporter(quiet=json_output)
     result = sweeps.run_sweep(
         spec, out, resume_dir=resume_dir, workers=workers, executor_type=executor, address=address,
-        fail_fast=fail_fast, progress=reporter.trial,
+        fail_fast=fail_fast, progress=reporter.trial, population=population,
     )  # fmt: skip
     # stopped by a signal: the trials it stopped or never started are not failures, they run on --resume
     failed = [record for record in result.failed if result.interrupted is None or record["event"] in ("failed", "diverged")]

@@ -21,7 +21,7 @@ from nnctl.config import ExperimentConfig
 from nnctl.engine import stacked
 from nnctl.engine.layers import BatchNorm
 from nnctl.engine.model import Sequential
-from nnctl.training import EpochProgress, RunResult, Trainer
+from nnctl.training import EpochProgress, Interrupted, RunResult, StopOnSignal, Trainer
 
 
 def population_key(config: ExperimentConfig) -> tuple | None:
@@ -62,6 +62,7 @@ class Population:
             raise ValueError("these runs cannot be trained as one population (see population_key)")
         self.members = members
         self.seconds = 0.0
+        self.stop_signal: int | None = None  # set by a SIGINT / SIGTERM (training.StopOnSignal)
 
     def bind(self, active: list[Trainer]) -> None:
         """Stack the active members' current arrays and point their models and optimizers at their shares."""
@@ -86,21 +87,36 @@ class Population:
         self.has_batchnorm = any(isinstance(layer, BatchNorm) for layer in active[0].model.layers)
 
     def fit(self) -> list[RunResult]:
+        """Train until every member's run has ended; a signal stops them all as it stops a single run: each
+        still training checkpoints where it is (inside its epoch) and can be resumed alone."""
         for member in self.members:
             if member.state.progress is not None:
                 raise ValueError("a member stopped inside an epoch finishes that epoch alone (nnctl resume)")
             member.start()
+        interrupted: dict[int, RunResult] = {}
         try:
             active = [member for member in self.members if member.wants_epoch()]
             while active:
                 if active != getattr(self, "active", None):
                     self.bind(active)
-                rows = self.train_epoch()
+                try:
+                    if self.stop_signal is not None:
+                        raise Interrupted
+                    rows = self.train_epoch()
+                except Interrupted:
+                    diverged = getattr(self, "diverged", {})
+                    for p, member in enumerate(active):
+                        if p in diverged:  # its loss was already not finite: its run ends as diverged (end, below)
+                            member.accept_epoch(diverged[p])
+                            continue
+                        member.stop_signal = self.stop_signal
+                        interrupted[id(member)] = member.interrupted()
+                    break
                 active = [member for member, row in zip(active, rows) if member.accept_epoch(row) and member.wants_epoch()]
         finally:
             for member in self.members:
                 member.reporter.end()
-        return [member.end() for member in self.members]
+        return [interrupted[id(member)] if id(member) in interrupted else member.end() for member in self.members]
 
     def train_epoch(self) -> list[dict]:
         """One epoch of every active member, as each ``Trainer.train_epoch`` would train it: its own shuffled
@@ -155,6 +171,15 @@ class Population:
                 member_progress.seen += rows
                 if classification:
                     member_progress.correct += int(np.count_nonzero(predictions[p] == yb[p]))
+            if self.stop_signal is not None and start + rows < x.shape[1]:  # as a single run: stop inside the epoch
+                seconds = (time.perf_counter() - started) / population
+                self.diverged = {p: self._row(active[p], progress[p], seconds) for p in stopped}  # their epoch ended
+                for p, (member, member_progress) in enumerate(zip(active, progress)):
+                    if p not in stopped:
+                        member_progress.seconds += seconds
+                        member.state.progress = member_progress
+                        member.optimizer.steps = self.optimizer.steps
+                raise Interrupted
         seconds = (time.perf_counter() - started) / population
         self.seconds += seconds * population
         for member in active:
@@ -182,9 +207,10 @@ class Population:
         return row
 
 
-def run_population(loadeds: list, out_dir, command: list[str] | None = None) -> list[RunResult]:
-    """What ``nnctl train`` does for each config, for all of them at once: a run folder each under ``out_dir``,
-    trained as one population, on one BLAS thread (what ``nnctl train`` uses for networks this small)."""
+def run_population(loadeds: list, out_dir=None, command: list[str] | None = None, run_dirs: list | None = None) -> list[RunResult]:
+    """What ``nnctl train`` does for each config, for all of them at once: a run folder each under ``out_dir``
+    (or exactly ``run_dirs``), trained as one population, on one BLAS thread (what ``nnctl train`` uses for
+    networks this small, and what a sweep's trials use)."""
     import contextlib
     import platform
     import sys
@@ -194,7 +220,7 @@ def run_population(loadeds: list, out_dir, command: list[str] | None = None) -> 
     import nnctl
     from nnctl import build
     from nnctl.data import load_data
-    from nnctl.runs import RunFolder, RunLock, atomic_write_text, create_run_dir
+    from nnctl.runs import RunFolder, RunLock, atomic_write_text, create_exact_run_dir, create_run_dir
     from nnctl.training import Reporter, check_monitored_metrics_defined, now
 
     trainers = []
@@ -204,7 +230,7 @@ def run_population(loadeds: list, out_dir, command: list[str] | None = None) -> 
             data = load_data(loaded)
             build.check_model_fits_data(loaded, data)
             check_monitored_metrics_defined(loaded, data)
-            run = RunFolder(create_run_dir(out_dir, config.name))
+            run = RunFolder(create_run_dir(out_dir, config.name) if run_dirs is None else create_exact_run_dir(run_dirs[len(trainers)]))
             stack.enter_context(RunLock(run.path))
             atomic_write_text(run.config_path, config.to_yaml())
             run.update_run_info(
@@ -213,8 +239,9 @@ def run_population(loadeds: list, out_dir, command: list[str] | None = None) -> 
                 blas_threads=1, population=len(loadeds),
             )  # fmt: skip
             trainers.append(Trainer(loaded, data, run, Reporter()))
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), threadpool_limits(1):
-            results = Population(trainers).fit()
+        population = Population(trainers)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"), threadpool_limits(1), StopOnSignal(population):
+            results = population.fit()
         for trainer, result in zip(trainers, results):
             trainer.run.update_run_info(remove=("message", "error"), status=result.status, ended=now(), **({"message": result.message} if result.message else {}))
     return results

@@ -98,6 +98,9 @@ class Executor(Strict):
     type: Literal["local", "dask"] = "local"
     workers: PositiveInt = 1
     address: str | None = Field(None, description="dask: the scheduler, e.g. tcp://host:8786")
+    population: Literal["auto", "on", "off"] = Field(
+        "auto", description="train the trials of one network shape as one population in one process: auto (small networks), on, off"
+    )
 
 
 class SweepConfig(Strict):
@@ -329,6 +332,21 @@ def _die_with_parent():  # pragma: no cover - runs in the child before exec
         pass
 
 
+def start_process(command: list[str], on_start: Callable | None, target) -> subprocess.Popen:
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **TRIAL_ENV},
+        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        start_new_session=True,  # a terminal's Ctrl-C reaches the sweep only, which stops its trials once
+    )
+    if on_start:
+        on_start(process, target)
+    return process
+
+
 def run_trial(
     base_path: str, overrides: list[str], run_dir: str | None = None, ship_files: bool = False, on_start: Callable | None = None
 ) -> dict:
@@ -340,45 +358,69 @@ def run_trial(
         command = [sys.executable, "-m", "nnctl", "train", str(base_path), "--run-dir", str(target), "--json"]
         for override in overrides:
             command += ["--set", override]
-        process = subprocess.Popen(
-            command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **TRIAL_ENV},
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
-            start_new_session=True,  # a terminal's Ctrl-C reaches the sweep only, which stops its trials once
-        )
-        if on_start:
-            on_start(process, target)
+        process = start_process(command, on_start, target)
         stdout, stderr = process.communicate()
-        outcome = {"exit_code": process.returncode, "duration": time.time() - started}
         try:
             summary = json.loads(stdout.strip().splitlines()[-1]) if stdout.strip() else {}
         except json.JSONDecodeError:
             summary = {}
-        summary.pop("run_dir", None)
-        killed = process.returncode is not None and process.returncode < 0
-        if killed and summary.get("status") not in FINISHED:
-            # a signal (a pruner's, a Ctrl-C's) that came too late to stop the training, only its exit
-            summary = finished_summary(target) or summary
-        status = summary.get("status")
-        if (process.returncode == 0 or killed) and status in FINISHED:
-            outcome["status"] = "completed"
-        elif status == "diverged":
-            outcome["status"] = "diverged"
-        elif status == "interrupted":  # stopped by a signal after checkpointing
-            outcome["status"] = "interrupted"
-        else:
-            outcome["status"] = "failed"
-        errors = [line.removeprefix("error: ") for line in stderr.splitlines() if line.startswith("error: ")]
-        if outcome["status"] != "completed":
-            outcome["error"] = " ".join(errors) or (stderr.strip().splitlines() or [f"exit code {process.returncode}"])[-1]
-            if process.returncode is not None and process.returncode < 0:
-                outcome["error"] = f"killed by {signal.Signals(-process.returncode).name}"
-        outcome["metrics"] = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if ship_files and target.exists():
-            outcome["files"] = {str(p.relative_to(target)): p.read_bytes() for p in target.rglob("*") if p.is_file()}
+        return trial_outcome(process.returncode, summary, stderr, target, time.time() - started, ship_files)
+
+
+def run_population_job(
+    base_path: str, members: list[tuple[list[str], str | None]], ship_files: bool = False, on_start: Callable | None = None
+) -> list[dict]:
+    """Train several trials of one network shape as one population, in one ``nnctl train-population``
+    process; return each member's outcome, as ``run_trial`` would.  Never raises for a failed trial."""
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="nnctl-population-") as scratch:
+        targets = [Path(run_dir) if run_dir else Path(scratch) / f"run-{i}" for i, (_, run_dir) in enumerate(members)]
+        job = Path(scratch) / "job.json"
+        job.write_text(json.dumps({"base": str(base_path), "members": [{"overrides": o, "run_dir": str(t)} for (o, _), t in zip(members, targets)]}))
+        process = start_process([sys.executable, "-m", "nnctl", "train-population", str(job)], on_start, targets[0])
+        stdout, stderr = process.communicate()
+        summaries = {}
+        for line in stdout.splitlines():
+            try:
+                record = json.loads(line)
+                summaries[record["run_dir"]] = record
+            except (json.JSONDecodeError, KeyError, TypeError):
+                continue
+        duration = (time.time() - started) / len(members)
+        return [trial_outcome(process.returncode, summaries.get(str(t), {}), stderr, t, duration, ship_files) for t in targets]
+
+
+def trial_outcome(returncode: int | None, summary: dict, stderr: str, target: Path, duration: float, ship_files: bool) -> dict:
+    """A trial's outcome from its process's exit and its summary (``--json``'s line)."""
+    outcome = {"exit_code": returncode, "duration": duration}
+    summary = dict(summary)
+    summary.pop("run_dir", None)
+    killed = returncode is not None and returncode < 0
+    recovered = False
+    if (killed or not summary) and summary.get("status") not in FINISHED:
+        # a signal (a pruner's, a Ctrl-C's) that came too late to stop the training, only its exit; or a
+        # population's process that ended before reporting a member that had finished
+        found = finished_summary(target)
+        summary, recovered = (found, True) if found else (summary, False)
+    status = summary.get("status")
+    if (returncode == 0 or killed or recovered) and status in FINISHED:
+        outcome["status"] = "completed"
+    elif status == "diverged":
+        outcome["status"] = "diverged"
+    elif status == "interrupted":  # stopped by a signal after checkpointing
+        outcome["status"] = "interrupted"
+    else:
+        outcome["status"] = "failed"
+    errors = [line.removeprefix("error: ") for line in stderr.splitlines() if line.startswith("error: ")]
+    if summary.get("message"):  # a population's member: its own message, not the process's
+        errors = [summary["message"]]
+    if outcome["status"] != "completed":
+        outcome["error"] = " ".join(errors) or (stderr.strip().splitlines() or [f"exit code {returncode}"])[-1]
+        if killed:
+            outcome["error"] = f"killed by {signal.Signals(-returncode).name}"
+    outcome["metrics"] = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    if ship_files and target.exists():
+        outcome["files"] = {str(p.relative_to(target)): p.read_bytes() for p in target.rglob("*") if p.is_file()}
     return outcome
 
 
@@ -417,27 +459,52 @@ def write_shipped_files(run_dir: Path, files: dict[str, bytes]) -> None:
 # ----------------------------------------------------------------------------------------- executors
 
 
+@dataclass
+class Unit:
+    """A unit of work: one trial trained alone, or several trials of one network shape trained as one population.
+    ``members``: (trial, overrides, run folder) each."""
+
+    base_path: str
+    members: list[tuple[Trial, list[str], str]]
+    on_start: Callable | None = None
+
+    @property
+    def trials(self) -> list[Trial]:
+        return [trial for trial, _, _ in self.members]
+
+    def run(self, ship_files: bool = False, local: bool = True) -> list[dict]:
+        """Each member's outcome, in order (Dask: trained in scratch folders, the files shipped back)."""
+        if len(self.members) == 1:
+            (_, overrides, run_dir), = self.members
+            return [run_trial(self.base_path, overrides, run_dir if local else None, ship_files, self.on_start)]
+        members = [(overrides, run_dir if local else None) for _, overrides, run_dir in self.members]
+        return run_population_job(self.base_path, members, ship_files, self.on_start)
+
+
+def run_unit(unit: Unit, ship_files: bool, local: bool) -> list[dict]:
+    return unit.run(ship_files, local)
+
+
 class LocalExecutor:
-    """``workers`` trials at a time, each its own process (workers x 1 BLAS thread <= the machine's cores)."""
+    """``workers`` units at a time, each its own process (workers x 1 BLAS thread <= the machine's cores)."""
 
     def __init__(self, workers: int):
         self.workers = workers
 
-    def run(self, jobs, on_done, stopping: threading.Event):
-        """``jobs``: iterator of (trial, base_path, overrides, run_dir, on_start); ``on_done(trial, outcome)``.
-        Once ``stopping`` is set no new trial starts; the running ones are waited for."""
+    def run(self, units, on_done, stopping: threading.Event):
+        """``units``: iterator of ``Unit``; ``on_done(trial, outcome)`` for each member.  Once ``stopping`` is set
+        no new unit starts; the running ones are waited for."""
         with ThreadPoolExecutor(self.workers) as pool:
             pending = {}
-            jobs = iter(jobs)
+            units = iter(units)
 
             def submit_next() -> bool:
                 if stopping.is_set():
                     return False
-                job = next(jobs, None)
-                if job is None:
+                unit = next(units, None)
+                if unit is None:
                     return False
-                trial, base_path, overrides, run_dir, on_start = job
-                pending[pool.submit(run_trial, base_path, overrides, run_dir, False, on_start)] = trial
+                pending[pool.submit(unit.run)] = unit
                 return True
 
             for _ in range(self.workers):
@@ -446,13 +513,15 @@ class LocalExecutor:
             while pending:
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
-                    on_done(pending.pop(future), future.result())
+                    unit = pending.pop(future)
+                    for trial, outcome in zip(unit.trials, future.result()):
+                        on_done(trial, outcome)
                     submit_next()
 
 
 class DaskExecutor:
-    """One Dask task per trial (``client.submit`` + ``as_completed``); a task lost with its worker is retried.
-    Each task trains in a scratch folder on its worker and ships the run folder back; the client writes it."""
+    """One Dask task per unit (``client.submit`` + ``as_completed``); a task lost with its worker is retried.
+    Each task trains in scratch folders on its worker and ships the run folders back; the client writes them."""
 
     def __init__(self, address: str, timeout: float = 5.0):
         try:
@@ -464,17 +533,18 @@ class DaskExecutor:
         except (OSError, TimeoutError) as exc:
             raise NnctlError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s ({exc})") from None
 
-    def run(self, jobs, on_done, stopping: threading.Event):
-        """Once ``stopping`` is set the tasks not yet finished are cancelled (a trial already training on a
-        worker runs to its end there, in a scratch folder; its result is dropped)."""
+    def run(self, units, on_done, stopping: threading.Event):
+        """Once ``stopping`` is set the tasks not yet finished are cancelled (a unit already training on a
+        worker runs to its end there, in scratch folders; its result is dropped)."""
         from dask.distributed import as_completed
 
         futures = {}
-        for trial, base_path, overrides, run_dir, _ in jobs:
+        for unit in units:
             if stopping.is_set():
                 break
-            future = self.client.submit(run_trial, base_path, overrides, None, True, key=f"nnctl-trial-{trial.id}-{time.time_ns()}", retries=3, pure=False)
-            futures[future] = (trial, run_dir)
+            shipped = Unit(unit.base_path, unit.members)  # without on_start: it stays with this process
+            key = f"nnctl-unit-{unit.trials[0].id}-{len(unit.members)}-{time.time_ns()}"
+            futures[self.client.submit(run_unit, shipped, True, False, key=key, retries=3, pure=False)] = unit
         finished = as_completed(futures)
         while not stopping.is_set():
             batch = finished.next_batch(block=False)
@@ -484,20 +554,72 @@ class DaskExecutor:
                 stopping.wait(0.05)  # returns at once when the sweep is stopped
                 continue
             for future in batch:
-                trial, run_dir = futures[future]
+                unit = futures[future]
                 try:
-                    outcome = future.result()
+                    outcomes = future.result()
                 except Exception as exc:  # the task itself failed on every retry
-                    outcome = {"status": "failed", "error": f"dask: {exc}", "metrics": {}, "duration": 0.0}
-                files = outcome.pop("files", None)
-                if files:
-                    write_shipped_files(Path(run_dir), files)
-                on_done(trial, outcome)
+                    outcomes = [{"status": "failed", "error": f"dask: {exc}", "metrics": {}, "duration": 0.0}] * len(unit.members)
+                for (trial, _, run_dir), outcome in zip(unit.members, outcomes):
+                    files = outcome.pop("files", None)
+                    if files:
+                        write_shipped_files(Path(run_dir), files)
+                    on_done(trial, outcome)
         if stopping.is_set():
             self.client.cancel([future for future in futures if not future.done()])
 
     def close(self):
         self.client.close()
+
+
+#: population: auto stacks trials whose largest product per batch (rows x inputs x units of the widest layer)
+#: is at most this many multiply-adds: a Playground-size network (10 x 8 x 8 = 640), not an MNIST-size one
+POPULATION_AUTO_WORK = 32_768
+#: the most members one population process trains
+MAX_POPULATION = 256
+
+
+def population_units(sweep: Sweep, trials: list[Trial], mode: str, workers: int) -> list[list[Trial]]:
+    """The trials in units of work: trials of one network shape (``population.population_key``) together, the
+    others alone.  A group is split over the workers, so that each has a population to train."""
+    from nnctl import build
+    from nnctl.config import load_config
+    from nnctl.population import population_key
+
+    if mode == "off":
+        return [[trial] for trial in trials]
+    groups: dict = {}
+    alone = []
+    features: dict[str, int] = {}
+    for trial in trials:
+        try:
+            config = load_config(sweep.base_path, [*sweep.config.overrides, *trial.overrides]).config
+            key = population_key(config)
+            if key is not None and mode == "auto":
+                data = repr(config.data.model_dump(exclude={"seed", "noise", "augment"}))
+                if data not in features:
+                    features[data] = len(getattr(config.data, "features", None) or []) or _feature_count(sweep, trial)
+                if config.training.batch_size * build.largest_layer_product(config.model, features[data]) > POPULATION_AUTO_WORK:
+                    key = None
+        except NnctlError:
+            key = None  # the trial fails alone, with its own message
+        if key is None:
+            alone.append([trial])
+        else:
+            groups.setdefault(key, []).append(trial)
+    units = list(alone)
+    for members in groups.values():
+        parts = max(1, min(workers, len(members) // 2))
+        size = min(MAX_POPULATION, math.ceil(len(members) / parts))
+        units += [members[i : i + size] for i in range(0, len(members), size)]
+    order = {trial.id: i for i, trial in enumerate(trials)}
+    return sorted(units, key=lambda unit: order[unit[0].id])  # in the sweep's order (fail-fast stops where it did)
+
+
+def _feature_count(sweep: Sweep, trial: Trial) -> int:
+    from nnctl.config import load_config
+    from nnctl.data import load_data
+
+    return load_data(load_config(sweep.base_path, [*sweep.config.overrides, *trial.overrides])).n_features
 
 
 class SweepInterrupt:
@@ -588,6 +710,7 @@ def run_sweep(
     address: str | None = None,
     fail_fast: bool = False,
     progress: Callable[[str, Trial, dict], None] | None = None,
+    population: str | None = None,
 ) -> SweepResult:
     config = sweep.config
     if resume_dir is not None:
@@ -631,16 +754,19 @@ def run_sweep(
             for trial in todo:
                 ledger.write("pending", trial)
 
-            def jobs():
-                for trial in todo:
-                    run_dir = prepare_trial_folder(folder, trial)
-                    ledger.write("running", trial, run_dir=f"trials/{trial.id}")
-                    progress("running", trial, {})
-                    yield trial, str(sweep.base_path), [*config.overrides, *trial.overrides], str(run_dir), interrupt.started
+            def units():
+                for trials in population_units(sweep, todo, population or config.executor.population, workers):
+                    members = []
+                    for trial in trials:
+                        run_dir = prepare_trial_folder(folder, trial)
+                        ledger.write("running", trial, run_dir=f"trials/{trial.id}")
+                        progress("running", trial, {})
+                        members.append((trial, [*config.overrides, *trial.overrides], str(run_dir)))
+                    yield Unit(str(sweep.base_path), members, interrupt.started)
 
             executor = DaskExecutor(address or config.executor.address) if executor_type == "dask" else LocalExecutor(workers)
             try:
-                executor.run(jobs(), on_done, stopping)
+                executor.run(units(), on_done, stopping)
             finally:
                 if isinstance(executor, DaskExecutor):
                     executor.close()

@@ -102,3 +102,43 @@ def test_runs_that_differ_in_shape_or_in_a_switch_are_not_one_population():
         assert population_key(loaded(SPIRAL, **changes).config) != population_key(base), changes
     assert population_key(loaded(SPIRAL, training__on_nonfinite="rollback").config) is None
     assert population_key(loaded(SPIRAL, seed=9, optimizer__lr=0.5).config) == population_key(base)
+
+
+def test_a_signal_stops_every_member_inside_its_epoch_and_each_resumes_alone_to_the_same_run(tmp_path):
+    """SIGTERM in the middle of an epoch: every member still training checkpoints where it is, exactly as a
+    single run does; ``nnctl resume`` of each then ends with what an uninterrupted ``nnctl train`` writes."""
+    import signal
+
+    from nnctl import population as pop
+    from nnctl.resume import resume_run
+    from nnctl.runs import RunFolder
+
+    variations = [{"seed": s, "optimizer__momentum": 0.9, "optimizer__lr": 0.01 * (s + 1), "model__layers": BATCHNORM_DROPOUT["model"]["layers"]} for s in range(3)]
+    configs = [loaded(SPIRAL, **variation) for variation in variations]
+    alone = [run_training(c, tmp_path / f"alone-{i}", command=["test"]).run_dir for i, c in enumerate(configs)]
+
+    class StoppedMidway(pop.Population):
+        def bind(self, active):
+            super().bind(active)
+            step, steps = self.optimizer.step, [0]
+
+            def counting_step():
+                step()
+                steps[0] += 1
+                if steps[0] == 7 * 6 + 3:  # epoch 8 (60 training rows: 6 batches an epoch), batch 3
+                    self.stop_signal = signal.SIGTERM
+
+            self.optimizer.step = counting_step
+
+    original = pop.Population
+    pop.Population = StoppedMidway
+    try:
+        results = run_population(configs, tmp_path / "together", command=["test"])
+    finally:
+        pop.Population = original
+    assert [r.status for r in results] == ["interrupted"] * 3
+    assert all("epoch 8, row 30 of 60" in r.message for r in results), results[0].message
+    for one, result in zip(alone, results):
+        resumed = resume_run(RunFolder(result.run_dir).path, None, [], False, command=["test"])
+        assert resumed.status == "completed"
+        assert_same_runs(run_files(one), run_files(result.run_dir))

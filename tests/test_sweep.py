@@ -500,7 +500,7 @@ def test_dask_sweep_survives_a_killed_worker(tmp_path, dask_cluster):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    while not any(m.stat().st_size for m in scratch[0].glob("nnctl-trial-*/run/metrics.jsonl")):  # w0 trains a trial
+    while not any(m.stat().st_size for m in scratch[0].glob("nnctl-*/run*/metrics.jsonl")):  # w0 trains a trial (or a population)
         assert time.monotonic() < deadline and process.poll() is None, "worker w0 never trained a trial"
         time.sleep(0.02)
     os.killpg(workers[0].pid, signal.SIGKILL)  # the worker, in the middle of a trial
