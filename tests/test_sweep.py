@@ -92,6 +92,31 @@ def test_serial_and_parallel_sweeps_give_identical_results(tmp_path):
     assert without_times(serial) == without_times(parallel)
 
 
+def test_populations_give_the_same_sweep_as_one_process_per_trial(tmp_path):
+    """--population on trains the grid's trials of one shape together; every trial folder holds what its own
+    nnctl train process writes (metrics rows and checkpoint arrays), so summary.csv is the same."""
+    path = write_sweep(tmp_path, GRID)
+    runs = {}
+    for mode in ("off", "on"):
+        result = nnctl("sweep", path, "--out", tmp_path / mode, "--workers", "2", "--population", mode, "--json")
+        assert result.returncode == 0, result.stderr
+        runs[mode] = sweep_dir(tmp_path / mode)
+    assert without_times(read_summary(runs["off"])) == without_times(read_summary(runs["on"]))
+    trials = sorted(p.name for p in (runs["off"] / "trials").iterdir())
+    assert trials == sorted(p.name for p in (runs["on"] / "trials").iterdir()) and len(trials) == 8
+    populations = {json.loads((runs["on"] / "trials" / t / "run.json").read_text()).get("population") for t in trials}
+    assert populations == {2}  # two parameter points per shape x two seeds, split over the two workers
+    for trial in trials:
+        alone, together = (runs[mode] / "trials" / trial for mode in ("off", "on"))
+        rows = [[{k: v for k, v in json.loads(line).items() if k != "train_seconds"} for line in (run / "metrics.jsonl").read_text().splitlines()] for run in (alone, together)]
+        assert rows[0] == rows[1]
+        with np.load(alone / "checkpoints" / "last.npz") as a, np.load(together / "checkpoints" / "last.npz") as b:
+            assert sorted(a.files) == sorted(b.files)
+            assert all(a[k].tobytes() == b[k].tobytes() for k in a.files if k != "meta")
+    bad = nnctl("sweep", path, "--out", tmp_path / "bad", "--population", "sometimes")
+    assert bad.returncode == 2 and "--population: 'sometimes' is not allowed; allowed: auto, on, off" in bad.stderr
+
+
 def test_failed_and_diverged_trials_do_not_stop_the_sweep(tmp_path):
     body = """name: failing
 seeds: [0]
