@@ -61,7 +61,8 @@ class Population:
         if None in keys or len(keys) > 1:
             raise ValueError("these runs cannot be trained as one population (see population_key)")
         self.members = members
-        self.seconds = 0.0
+        self.active: list[Trainer] = []  # the members the stacked arrays hold now
+        self.diverged: dict[int, dict] = {}  # an interrupted epoch: the rows of the members whose loss was not finite
         self.stop_signal: int | None = None  # set by a SIGINT / SIGTERM (training.StopOnSignal)
 
     def bind(self, active: list[Trainer]) -> None:
@@ -97,17 +98,16 @@ class Population:
         try:
             active = [member for member in self.members if member.wants_epoch()]
             while active:
-                if active != getattr(self, "active", None):
+                if active != self.active:
                     self.bind(active)
                 try:
                     if self.stop_signal is not None:
                         raise Interrupted
                     rows = self.train_epoch()
                 except Interrupted:
-                    diverged = getattr(self, "diverged", {})
                     for p, member in enumerate(active):
-                        if p in diverged:  # its loss was already not finite: its run ends as diverged (end, below)
-                            member.accept_epoch(diverged[p])
+                        if p in self.diverged:  # its loss was already not finite: its run ends as diverged (end, below)
+                            member.accept_epoch(self.diverged[p])
                             continue
                         member.stop_signal = self.stop_signal
                         interrupted[id(member)] = member.interrupted()
@@ -124,6 +124,7 @@ class Population:
         counting there, as a single run stops; the population still carries it to the end of the epoch (its
         numbers never mix with the others'), then its run ends as alone: back to its last good epoch."""
         active, population = self.active, len(self.active)
+        self.diverged = {}
         progress, lrs = [], []
         for member in active:
             n = len(member.train)
@@ -181,7 +182,6 @@ class Population:
                         member.optimizer.steps = self.optimizer.steps
                 raise Interrupted
         seconds = (time.perf_counter() - started) / population
-        self.seconds += seconds * population
         for member in active:
             member.optimizer.steps = self.optimizer.steps
         return [self._row(member, member_progress, seconds) for member, member_progress in zip(active, progress)]
