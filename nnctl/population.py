@@ -12,7 +12,6 @@ with their numbers untouched.  ``population_key`` says which runs can be stacked
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -174,7 +173,7 @@ class Population:
                     member_progress.correct += int(np.count_nonzero(predictions[p] == yb[p]))
             if self.stop_signal is not None and start + rows < x.shape[1]:  # as a single run: stop inside the epoch
                 seconds = (time.perf_counter() - started) / population
-                self.diverged = {p: self._row(active[p], progress[p], seconds) for p in stopped}  # their epoch ended
+                self.diverged = {p: active[p].epoch_row(progress[p], lrs[p]) for p in stopped}  # their epoch ended
                 for p, (member, member_progress) in enumerate(zip(active, progress)):
                     if p not in stopped:
                         member_progress.seconds += seconds
@@ -184,27 +183,15 @@ class Population:
         seconds = (time.perf_counter() - started) / population
         for member in active:
             member.optimizer.steps = self.optimizer.steps
-        return [self._row(member, member_progress, seconds) for member, member_progress in zip(active, progress)]
+        for member_progress in progress:
+            member_progress.seconds += seconds
+        return [member.epoch_row(member_progress, lr) for member, member_progress, lr in zip(active, progress, lrs)]
 
     def _predictions(self, output: np.ndarray) -> np.ndarray:
         head = self.active[0].head
         if output.shape[2] > 1:
             return output.argmax(axis=2)
         return np.stack([head.predict(member_output) for member_output in output])
-
-    @staticmethod
-    def _row(member: Trainer, progress: EpochProgress, seconds: float) -> dict:
-        """The metrics row of ``Trainer.train_epoch``."""
-        seen = max(progress.seen, 1)
-        row = {"epoch": progress.epoch, "lr": member.optimizer.lr, "train_loss": progress.total_loss / seen}
-        if member.task == "classification":
-            row["train_accuracy"] = progress.correct / seen
-        if member.val is not None and math.isfinite(progress.total_loss):
-            row.update({f"val_{k}": v for k, v in member.head.evaluate(member.model, member.val.x, member.val.y).items()})
-        if member.config.training.on_nonfinite == "rollback":
-            row["rollbacks"] = len(member.state.rollbacks)
-        row["train_seconds"] = seconds
-        return row
 
 
 def run_population(loadeds: list, out_dir=None, command: list[str] | None = None, run_dirs: list | None = None) -> list[RunResult]:

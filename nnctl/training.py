@@ -507,6 +507,10 @@ class Trainer:
                 raise Interrupted
         progress.seconds += time.perf_counter() - started
         self.state.progress = None
+        return self.epoch_row(progress, lr)
+
+    def epoch_row(self, progress: EpochProgress, lr: float) -> dict:
+        """The metrics row of an epoch: trained to its end, or stopped by a loss that was not finite."""
         seen = max(progress.seen, 1)
         row = {"epoch": progress.epoch, "lr": lr, "train_loss": progress.total_loss / seen}
         if self.task == "classification":
