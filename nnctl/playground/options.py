@@ -190,7 +190,7 @@ def validate_options(options: PlaygroundOptions, epochs: int = 100) -> LoadedCon
 # ------------------------------------------------------------------------------------ a config read back
 
 
-def options_from_config(config: ExperimentConfig, csv: CsvUpload | None = None) -> PlaygroundOptions:
+def options_from_config(config: ExperimentConfig) -> PlaygroundOptions:
     """The options that give ``config`` (the web page's Import); a config the page cannot show is refused
     with what does not fit.  ``to_config_dict`` of the result validates to the same model and training."""
 
@@ -198,7 +198,7 @@ def options_from_config(config: ExperimentConfig, csv: CsvUpload | None = None) 
         return NnctlError(f"this config does not fit the playground page: {what}")
 
     data, model, optimizer = config.data, config.model, config.optimizer
-    if data.dataset not in DATASETS and not (data.dataset == "csv" and csv is not None):
+    if data.dataset not in DATASETS:
         raise refuse(f"data.dataset {data.dataset!r}; the page trains {', '.join(DATASETS)} or an uploaded CSV")
     if getattr(model, "type", None) != "mlp":
         raise refuse(f"model.type {model.type!r}; the page trains an mlp")
@@ -206,7 +206,7 @@ def options_from_config(config: ExperimentConfig, csv: CsvUpload | None = None) 
         raise refuse(f"optimizer {optimizer.name!r}; the page offers {', '.join(OPTIMIZERS)}")
     if getattr(optimizer, "weight_decay", 0.0):
         raise refuse("optimizer.weight_decay; the page offers L1 or L2 regularization")
-    if data.normalize != ("standard" if data.dataset == "csv" else "none") or data.augment.noise_std or data.augment.for_images:
+    if data.normalize != "none" or data.augment.noise_std or data.augment.for_images:
         raise refuse("data.normalize or data.augment, which the page does not set")
     if getattr(data, "val_fraction", 0.0):
         raise refuse("data.val_fraction; the page splits into training and test data only")
@@ -241,38 +241,37 @@ def options_from_config(config: ExperimentConfig, csv: CsvUpload | None = None) 
         hidden.append(block)
     if len(hidden) > MAX_LAYERS or any(block["units"] > MAX_UNITS for block in hidden):
         raise refuse(f"at most {MAX_LAYERS} hidden layers of {MAX_UNITS} units")
-    # the Playground's datasets with mse are the page's squared error (its learning rate is twice the config's)
-    squared = config.loss == "mse" and data.dataset in DATASETS
-    if data.dataset in PLAYGROUND_CLASSIFICATION or (csv is not None and data.task != "regression"):
-        wanted = {"units": 1, "activation": "tanh"} if config.loss == "mse" else None
+    # mse on a Playground dataset is the page's squared error (its learning rate is twice the config's)
+    squared = config.loss == "mse"
+    if data.dataset in PLAYGROUND_CLASSIFICATION:
         if config.loss == "mse" and (output.units, output.activation.name) != (1, "tanh"):
-            raise refuse(f"with loss mse the page's output is one tanh unit (the Playground's), not {wanted}")
+            raise refuse(
+                f"with loss mse the page's output is one tanh unit (the Playground's), not {output.units} {output.activation.name} units"
+            )
         if config.loss == "cross_entropy" and output.activation.name != "identity":
             raise refuse("with cross_entropy the output layer has no activation (logits)")
     elif output.activation.name != "identity" or config.loss != "mse":
         raise refuse("a regression output is one linear unit with loss mse")
     activations = [block["activation"] for block in hidden]
     options = PlaygroundOptions(
-        dataset=data.dataset if data.dataset in DATASETS else "spiral",
-        noise=getattr(data, "noise", 0.0),
+        dataset=data.dataset,
+        noise=data.noise,
         layers=[block["units"] for block in hidden],
         activation=activations[0] if activations else "tanh",
         activations=activations if len(set(activations)) > 1 else None,
         dropout=[block["dropout"] for block in hidden] if any(block["dropout"] for block in hidden) else None,
         batchnorm=[block["batchnorm"] for block in hidden] if any(block["batchnorm"] for block in hidden) else None,
         batch_size=training.batch_size,
-        features=list(getattr(data, "features", ["x1", "x2"])),
+        features=list(data.features),
         seed=config.seed,
         loss="squared" if squared else "cross_entropy",
-        init=model.init if model.init in INITS else "xavier_uniform",
+        init=model.init,
         optimizer=optimizer.name,
         momentum=getattr(optimizer, "momentum", 0.0) if optimizer.name in ("sgd", "rmsprop") else 0.0,
         nesterov=getattr(optimizer, "nesterov", False),
         schedule=schedule.type,
         period=getattr(schedule, "period", None),
         test_fraction=data.test_fraction,
-        problem="regression" if (csv is not None and data.task == "regression") else None,
-        csv=csv,
     )
     options.lr = optimizer.lr * (options.objective_scale if optimizer.name == "sgd" else 1.0)
     l1, l2 = model.regularization.l1, model.regularization.l2
@@ -281,6 +280,4 @@ def options_from_config(config: ExperimentConfig, csv: CsvUpload | None = None) 
     if l1 or l2:
         options.regularization = "l1" if l1 else "l2"
         options.rate = l1 / options.objective_scale if l1 else l2
-    if data.dataset == "csv":
-        options.dataset = "csv"
     return options
