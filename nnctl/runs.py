@@ -16,6 +16,8 @@ same folder, flushed and fsynced, then moved over the old one with ``os.replace`
 the old or the new version (and a temporary file, removed by the next resume).  The metrics files are
 append-only logs, fsynced before every checkpoint.  Every JSON text is strict JSON: a non-finite number
 (an undefined R², say) is written as null.  One process writes a run folder at a time (``RunLock``).
+A single run writes its checkpoints as it goes; a population hands its members' to background threads
+(``FileWriter``), so that their fsyncs overlap one another and the training, each file's writes in order.
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ import os
 import stat
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -124,7 +128,10 @@ def strict_json(value):
 
 def json_text(value, indent: int | None = None) -> str:
     """Strict JSON (non-finite numbers as null) of ``value``."""
-    return json.dumps(strict_json(value), indent=indent, allow_nan=False)
+    try:  # most values hold only finite Python numbers: no copy needed (the same text either way)
+        return json.dumps(value, indent=indent, allow_nan=False)
+    except (ValueError, TypeError):
+        return json.dumps(strict_json(value), indent=indent, allow_nan=False)
 
 
 def write_json(path: Path, obj) -> None:
@@ -151,11 +158,48 @@ def read_json_object(path: Path, what: str) -> dict:
 # --------------------------------------------------------------------------------------- checkpoints
 
 
-def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+def checkpoint_bytes(arrays: dict[str, np.ndarray], meta: dict) -> bytes:
     """An ``.npz`` of plain numeric arrays, plus the JSON metadata as a string array named ``meta.json``."""
     buffer = io.BytesIO()
     np.savez(buffer, **arrays, **{META_KEY: np.array(json_text(meta))})
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    atomic_write_bytes(path, checkpoint_bytes(arrays, meta))
+
+
+class FileWriter:
+    """Runs the writes it is given: at once (``threads=0``, a single run), or in background threads, where the
+    writes of one path run one after another in the order given.  A write's error is raised by the next write
+    to the same path or by ``wait``."""
+
+    def __init__(self, threads: int = 0):
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="nnctl-writer") if threads else None
+        self.pending: dict[Path, Future] = {}
+
+    def write(self, path: Path, write: Callable[[], None]) -> None:
+        if self.pool is None:
+            write()
+            return
+        previous = self.pending.pop(path, None)
+        if previous is not None:
+            previous.result()
+        self.pending[path] = self.pool.submit(write)
+
+    def wait(self) -> None:
+        """Return when every write given so far has ended; raise the first error among them."""
+        pending, self.pending = list(self.pending.values()), {}
+        wait(pending)
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown()
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
@@ -241,15 +285,31 @@ def create_exact_run_dir(path: Path) -> Path:
     return path
 
 
+METRICS_FLUSH_SECONDS = 1.0
+STOP_REQUEST = "stop-requested"
+
+
 class RunFolder:
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._metrics_files = None  # metrics.jsonl, metrics.csv and its writer, open while a run appends rows
+        self._metrics_entry_synced = False
+        self._metrics_flushed = -math.inf  # when the rows last reached the files (time.monotonic)
 
     config_path = property(lambda self: self.path / "config.yaml")
     run_json_path = property(lambda self: self.path / "run.json")
     metrics_jsonl_path = property(lambda self: self.path / "metrics.jsonl")
     metrics_csv_path = property(lambda self: self.path / "metrics.csv")
     summary_path = property(lambda self: self.path / "summary.json")
+
+    def take_stop_request(self) -> bool:
+        """Whether a ``stop-requested`` file (a sweep's pruner's) asks the run to stop; the file is removed, so
+        that a later ``nnctl resume`` trains on."""
+        try:
+            (self.path / STOP_REQUEST).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def checkpoint(self, which: str) -> Path:
         return self.path / "checkpoints" / f"{which}.npz"
@@ -271,19 +331,37 @@ class RunFolder:
         return read_json_object(self.summary_path, "summary") if self.summary_path.exists() else None
 
     def append_metrics(self, row: dict) -> None:
-        """Append one epoch's row to metrics.jsonl and metrics.csv (the CSV header comes from the first row)."""
-        with open(self.metrics_jsonl_path, "a", encoding="utf-8") as handle:
-            handle.write(json_text(row) + "\n")
-        new_csv = not self.metrics_csv_path.exists() or self.metrics_csv_path.stat().st_size == 0
-        with open(self.metrics_csv_path, "a", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(row))
-            if new_csv:
-                writer.writeheader()
-            writer.writerow(row)
+        """Append one epoch's row to metrics.jsonl and metrics.csv (the CSV header comes from the first row).
+        Both files stay open until ``close_metrics``; rows reach the files at least every second (for whoever
+        watches them) and always before a checkpoint (``flush_metrics``), which is all a resume needs."""
+        if self._metrics_files is None:
+            jsonl = open(self.metrics_jsonl_path, "a", encoding="utf-8")
+            table = open(self.metrics_csv_path, "a", encoding="utf-8", newline="")
+            self._metrics_files = (jsonl, table, csv.writer(table))
+            if os.fstat(table.fileno()).st_size == 0:
+                self._metrics_files[2].writerow(row)  # the header: the first row's keys
+        jsonl, table, writer = self._metrics_files
+        jsonl.write(json_text(row) + "\n")
+        writer.writerow(row.values())
+        if time.monotonic() - self._metrics_flushed >= METRICS_FLUSH_SECONDS:
+            self.flush_metrics()
+
+    def flush_metrics(self) -> None:
+        if self._metrics_files is not None:
+            self._metrics_files[0].flush()
+            self._metrics_files[1].flush()
+        self._metrics_flushed = time.monotonic()
+
+    def close_metrics(self) -> None:
+        if self._metrics_files is not None:
+            for handle in self._metrics_files[:2]:
+                handle.close()
+            self._metrics_files = None
 
     def sync_metrics(self) -> None:
-        """fsync metrics.jsonl: called before a checkpoint is written, so that it never outlives its rows.
-        (metrics.csv needs no fsync: resume rewrites it from metrics.jsonl's rows.)"""
+        """fsync metrics.jsonl (its rows flushed by ``flush_metrics`` first): called before a checkpoint is
+        written, so that it never outlives its rows.  (metrics.csv needs no fsync: resume rewrites it from
+        metrics.jsonl's rows.)"""
         if not self.metrics_jsonl_path.exists():
             return
         fd = os.open(self.metrics_jsonl_path, os.O_RDONLY)
@@ -291,7 +369,7 @@ class RunFolder:
             os.fsync(fd)
         finally:
             os.close(fd)
-        if not getattr(self, "_metrics_entry_synced", False):  # the file's entry in the folder, once
+        if not self._metrics_entry_synced:  # the file's entry in the folder, once
             _fsync_folder(self.path)
             self._metrics_entry_synced = True
 
@@ -316,6 +394,7 @@ class RunFolder:
 
     def rewrite_metrics(self, rows: list[dict]) -> None:
         """Replace metrics.jsonl and metrics.csv with ``rows`` (atomically), e.g. cut back to a checkpoint."""
+        self.close_metrics()
         atomic_write_text(self.metrics_jsonl_path, "".join(json_text(row) + "\n" for row in rows))
         buffer = io.StringIO()
         if rows:

@@ -43,12 +43,14 @@ from nnctl.metrics import Head
 from nnctl.runs import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
+    FileWriter,
     RunFolder,
     RunLock,
+    atomic_write_bytes,
     atomic_write_text,
+    checkpoint_bytes,
     create_exact_run_dir,
     create_run_dir,
-    save_checkpoint,
     write_json,
 )
 from nnctl.seeding import generator
@@ -359,6 +361,7 @@ class Trainer:
         self.config = config = loaded.config
         self.run = run
         self.reporter = reporter
+        self.writer = FileWriter()  # writes checkpoints as they come; a population shares one that writes in the background
         self.task = data.task
         self.data_description = describe_inputs(config, data)
         # slide 8: normalization is fitted on the training rows only, then applied to every split
@@ -407,6 +410,8 @@ class Trainer:
         try:
             while self.wants_epoch():
                 try:
+                    if self.stop_signal is None and self.run.take_stop_request():  # a sweep's pruner asks, as a SIGTERM would
+                        self.stop_signal = signal.SIGTERM
                     if self.stop_signal is not None:
                         raise Interrupted
                     row = self.train_epoch()
@@ -416,6 +421,7 @@ class Trainer:
                     break
         finally:
             self.reporter.end()
+            self.run.close_metrics()
         return self.end()
 
     # The loop in four parts, so that a population (``population.py``) can drive each member's epochs.
@@ -643,12 +649,19 @@ class Trainer:
 
     def write_checkpoint(self, which: str, arrays: dict, meta: dict) -> None:
         """Make the metrics rows durable first: a power cut must never keep a checkpoint whose epochs'
-        rows were lost (resume cuts the logs back to the checkpoint, so later rows may be lost, never earlier)."""
-        try:
-            self.run.sync_metrics()
-            save_checkpoint(self.run.checkpoint(which), arrays, meta)
-        except OSError as exc:
-            raise NnctlError(f"{self.run.checkpoint(which)}: cannot write the checkpoint: {exc.strerror or exc}", EXIT_FAILED) from None
+        rows were lost (resume cuts the logs back to the checkpoint, so later rows may be lost, never earlier).
+        ``self.writer`` writes it now (a single run) or in the background (a population's members)."""
+        path, data = self.run.checkpoint(which), checkpoint_bytes(arrays, meta)  # the CPU's part here, the disk's in write
+        self.run.flush_metrics()
+
+        def write() -> None:
+            try:
+                self.run.sync_metrics()
+                atomic_write_bytes(path, data)
+            except OSError as exc:
+                raise NnctlError(f"{path}: cannot write the checkpoint: {exc.strerror or exc}", EXIT_FAILED) from None
+
+        self.writer.write(path, write)
 
     def load_checkpoint_state(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
         """The inverse of ``save``, for resuming; best.npz gives the best weights so far."""
@@ -710,6 +723,7 @@ class Trainer:
         """Stopped by a signal: checkpoint where we are (inside the epoch), tell how to continue."""
         snapshot = self.snapshot()
         self.save("last", snapshot)
+        self.writer.wait()  # the summary comes after the checkpoint it points to
         progress = self.state.progress
         where = f"epoch {progress.epoch}, row {progress.next_start} of {len(progress.order)}" if progress else f"epoch {self.state.epoch}"
         name = signal.Signals(self.stop_signal).name
@@ -720,6 +734,7 @@ class Trainer:
 
     def finish(self, status: str, stop_reason: str, last_good: dict) -> RunResult:
         """Score the test set with the weights the config selects, and write summary.json."""
+        self.writer.wait()  # the summary comes after the checkpoints it points to
         final = "the last finite weights (training diverged)" if status == "diverged" else "the final weights"
         if self.selector is None:
             checkpoint, scored_epoch, why = "last", self.state.epoch, f"{final}: no model selection was asked for"
@@ -796,8 +811,14 @@ class Trainer:
             "epoch": epoch,
             **self.data_description,
             "normalize": self.preprocessor.kind,
-            "config": self.config.to_dict(),
+            "config": self._config_dict(),
         }
+
+    def _config_dict(self) -> dict:
+        """The config as a dict, made once per config object (every checkpoint carries it)."""
+        if getattr(self, "_config_as_dict", (None,))[0] is not self.config:
+            self._config_as_dict = (self.config, self.config.to_dict())
+        return self._config_as_dict[1]
 
 
 class PerceptronTrainer(Trainer):
@@ -836,6 +857,7 @@ class PerceptronTrainer(Trainer):
                     break
         finally:
             self.reporter.end()
+            self.run.close_metrics()
         self.save_model_only("last")
         if converged_epoch is not None:
             status, checkpoint, message = "converged", "last", ""

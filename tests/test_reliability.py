@@ -235,7 +235,7 @@ def test_disk_full_while_checkpointing_is_a_clear_error(tmp_path, monkeypatch):
                 raise OSError(28, "No space left on device")
         return real(path, data)
 
-    monkeypatch.setattr(runs, "atomic_write_bytes", fill_up)
+    monkeypatch.setattr(training, "atomic_write_bytes", fill_up)  # what a checkpoint is written with
     loaded = load_config(CONFIGS / "spiral.yaml", ["training.epochs=30", "training.checkpoint_every=5"])
     with pytest.raises(NnctlError) as failure:
         training.run_training(loaded, tmp_path)
@@ -249,7 +249,7 @@ def test_disk_full_while_checkpointing_is_a_clear_error(tmp_path, monkeypatch):
     assert meta["epoch"] == 5
     info = json.loads((run / "run.json").read_text())
     assert info["status"] == "failed" and "holds epoch 5" in info["error"]
-    monkeypatch.setattr(runs, "atomic_write_bytes", real)  # space is free again: the run goes on and completes
+    monkeypatch.setattr(training, "atomic_write_bytes", real)  # space is free again: the run goes on and completes
     from nnctl.resume import resume_run
 
     assert resume_run(run).status == "completed"

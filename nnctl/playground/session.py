@@ -50,6 +50,15 @@ class MemoryRun:
     def sync_metrics(self) -> None:
         pass
 
+    def flush_metrics(self) -> None:
+        pass
+
+    def take_stop_request(self) -> bool:
+        return False
+
+    def close_metrics(self) -> None:
+        pass
+
 
 class PlaygroundSession:
     """Options, data, model and training state of one playground."""
@@ -392,5 +401,6 @@ class PlaygroundSession:
                 note = self.retrace_note()
                 run.update_run_info(status=status, ended=now(), **({"message": note} if note else {}))
             finally:
+                run.close_metrics()
                 trainer.config, trainer.run = self.config, memory
         return run.path
