@@ -6,12 +6,15 @@ array (``engine/stacked.py``), and each step is one forward, one backward and on
 them, on each member's own batch.  Each member's model arrays are views of its share, so its metrics rows,
 checkpoints, best-epoch tracking, early stopping and test score are computed by its own ``Trainer``, as alone.
 
-A member leaves the population when its run ends (all epochs, early stopping, divergence); the others go on
-with their numbers untouched.  ``population_key`` says which runs can be stacked together.
+A member leaves the population when its run ends (all epochs, early stopping, divergence) or when something
+asks it to stop (a sweep's pruner writes ``stop-requested`` into its run folder: it checkpoints and ends as
+interrupted at the end of the epoch, as a SIGTERM would end it alone); the others go on with their numbers
+untouched.  ``population_key`` says which runs can be stacked together.
 """
 
 from __future__ import annotations
 
+import signal
 import time
 
 import numpy as np
@@ -20,12 +23,13 @@ from nnctl.config import ExperimentConfig
 from nnctl.engine import stacked
 from nnctl.engine.layers import BatchNorm
 from nnctl.engine.model import Sequential
-from nnctl.training import EpochProgress, Interrupted, RunResult, StopOnSignal, Trainer
+from nnctl.runs import FileWriter
+from nnctl.training import EPOCH_GATHER_BYTES, EpochProgress, Interrupted, RunResult, StopOnSignal, Trainer
 
 
 def population_key(config: ExperimentConfig) -> tuple | None:
     """What runs must share to be trained as one population (None: this run trains alone).  Beyond the shape
-    (layers, loss, batch size, epochs, data), a term a single network skips when its rate is zero (dropout,
+    (layer types and sizes, loss, batch size, epochs, data), a term a single network skips when its rate is zero (dropout,
     L1, L2, momentum, weight decay, clipping) must be on for all members or off for all: skipping it changes
     what is drawn or stored."""
     model, training, optimizer = config.model, config.training, config.optimizer
@@ -33,9 +37,9 @@ def population_key(config: ExperimentConfig) -> tuple | None:
         return None
     if any(layer.type == "maxout" for layer in model.layers):
         return None
+    # not the activations: members with different ones each get theirs (stacked.MemberActivations)
     layers = tuple(
-        (layer.type, getattr(layer, "units", None), str(getattr(layer, "activation", getattr(layer, "name", None))),
-         getattr(layer, "momentum", None), getattr(layer, "eps", None), getattr(layer, "rate", 0) > 0)
+        (layer.type, getattr(layer, "units", None), getattr(layer, "momentum", None), getattr(layer, "eps", None), getattr(layer, "rate", 0) > 0)
         for layer in model.layers
     )  # fmt: skip
     # the data's shape (which dataset, how many rows and features, how split); not its seed, noise or augmentation
@@ -48,6 +52,13 @@ def population_key(config: ExperimentConfig) -> tuple | None:
         bool(model.regularization.l1), bool(model.regularization.l2), training.grad_clip is not None, training.shuffle,
     )  # fmt: skip
     return (layers, config.loss, training.batch_size, training.epochs, repr(data), switches)
+
+
+WRITER_THREADS = 8
+
+
+def activations_of(member: Trainer) -> tuple[str, ...]:
+    return tuple(str(getattr(layer, "activation", layer)) for layer in member.config.model.layers)
 
 
 class Population:
@@ -63,6 +74,11 @@ class Population:
         self.active: list[Trainer] = []  # the members the stacked arrays hold now
         self.diverged: dict[int, dict] = {}  # an interrupted epoch: the rows of the members whose loss was not finite
         self.stop_signal: int | None = None  # set by a SIGINT / SIGTERM (training.StopOnSignal)
+        # the members' checkpoints are written in the background, where their fsyncs overlap; a member's
+        # summary still waits for its checkpoints (Trainer.finish)
+        self.writer = FileWriter(threads=WRITER_THREADS)
+        for member in members:
+            member.writer = self.writer
 
     def bind(self, active: list[Trainer]) -> None:
         """Stack the active members' current arrays and point their models and optimizers at their shares."""
@@ -81,8 +97,15 @@ class Population:
         self.weights = [layer.params["weight"] for layer in self.model.layers if isinstance(layer, stacked.StackedDense)]
         self.weight_grads = [layer.grads["weight"] for layer in self.model.layers if isinstance(layer, stacked.StackedDense)]
         regularization = [member.config.model.regularization for member in active]
-        self.l1 = np.array([r.l1 for r in regularization]) if regularization[0].l1 else None
-        self.l2 = np.array([r.l2 for r in regularization]) if regularization[0].l2 else None
+        l1 = np.array([r.l1 for r in regularization]) if regularization[0].l1 else None
+        l2 = np.array([r.l2 for r in regularization]) if regularization[0].l2 else None
+        self.penalty = stacked.StackedPenalty(l1, l2, self.params.dtype) if l1 is not None or l2 is not None else None
+        # the training rows, once per distinct data (members of one dataset share its arrays: run_population),
+        # with the loss targets made once; each epoch gathers every member's rows in its own order
+        shared: dict[int, list[int]] = {}
+        for p, member in enumerate(active):
+            shared.setdefault(id(member.train), []).append(p)
+        self.data = [(np.array(members), active[members[0]].train, active[members[0]].head.targets(active[members[0]].train.y)) for members in shared.values()]
         self.loss = stacked.STACKED_LOSSES[active[0].config.loss]()
         self.has_batchnorm = any(isinstance(layer, BatchNorm) for layer in active[0].model.layers)
 
@@ -92,10 +115,20 @@ class Population:
         for member in self.members:
             if member.state.progress is not None:
                 raise ValueError("a member stopped inside an epoch finishes that epoch alone (nnctl resume)")
-            member.start()
+        try:
+            interrupted = self.train_members()
+            return [interrupted[id(member)] if id(member) in interrupted else member.end() for member in self.members]
+        finally:
+            self.writer.close()
+
+    def train_members(self) -> dict[int, RunResult]:
+        """The epochs: until every member has ended, or a signal stopped them (their results, by id)."""
         interrupted: dict[int, RunResult] = {}
         try:
-            active = [member for member in self.members if member.wants_epoch()]
+            for member in self.members:
+                member.start()
+            # members with the same activations side by side: each activation is then one NumPy call per layer
+            active = sorted((member for member in self.members if member.wants_epoch()), key=activations_of)
             while active:
                 if active != self.active:
                     self.bind(active)
@@ -112,10 +145,15 @@ class Population:
                         interrupted[id(member)] = member.interrupted()
                     break
                 active = [member for member, row in zip(active, rows) if member.accept_epoch(row) and member.wants_epoch()]
+                for member in [member for member in active if member.run.take_stop_request()]:  # a pruner's request
+                    member.stop_signal = signal.SIGTERM
+                    interrupted[id(member)] = member.interrupted()
+                    active.remove(member)
         finally:
             for member in self.members:
                 member.reporter.end()
-        return [interrupted[id(member)] if id(member) in interrupted else member.end() for member in self.members]
+                member.run.close_metrics()
+        return interrupted
 
     def train_epoch(self) -> list[dict]:
         """One epoch of every active member, as each ``Trainer.train_epoch`` would train it: its own shuffled
@@ -132,16 +170,23 @@ class Population:
             lrs.append(member.schedule.lr(progress[-1].epoch) * member.state.lr_scale)
             member.optimizer.lr = lrs[-1]
         self.optimizer.lr = np.array(lrs, dtype=np.float64).reshape(-1, 1)
-        x = np.stack([member.train.x[p.order] for member, p in zip(active, progress)])
-        y = np.stack([member.train.y[p.order] for member, p in zip(active, progress)])
-        targets = np.stack([member.head.targets(member.train.y[p.order]) for member, p in zip(active, progress)])
-        batch = active[0].config.training.batch_size
+        orders = np.stack([member_progress.order for member_progress in progress])
+        n, batch = orders.shape[1], active[0].config.training.batch_size
+        whole_epoch = population * active[0].train.x.nbytes <= EPOCH_GATHER_BYTES  # else batch by batch (as a single run)
+        if whole_epoch:
+            x, y, targets = self._gather(orders)
         augmenting = any(member.augment.active for member in active)
         classification = active[0].task == "classification"
-        stopped: set[int] = set()  # members whose batch loss was not finite
+        # each member's running sums, as its EpochProgress would hold them (float64 sums of float(loss) * rows,
+        # the same additions in the same order as a single run's)
+        total_loss, seen, correct = np.zeros(population), np.zeros(population, dtype=np.int64), np.zeros(population, dtype=np.int64)
+        counting = np.ones(population, dtype=bool)  # False once a member's batch loss was not finite
         started = time.perf_counter()
-        for start in range(0, x.shape[1], batch):
-            xb, yb, tb = x[:, start : start + batch], y[:, start : start + batch], targets[:, start : start + batch]
+        for start in range(0, n, batch):
+            if whole_epoch:
+                xb, yb, tb = x[:, start : start + batch], y[:, start : start + batch], targets[:, start : start + batch]
+            else:
+                xb, yb, tb = self._gather(orders[:, start : start + batch])
             rows = xb.shape[1]
             if rows == 1 and self.has_batchnorm:
                 continue  # a batch of one row has no variance to normalize with
@@ -150,42 +195,57 @@ class Population:
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 output = self.model.forward(xb, training=True)
                 losses = self.loss.forward(output, tb)
-            for p in np.flatnonzero(~np.isfinite(losses)):
-                if p not in stopped:
-                    stopped.add(p)
-                    progress[p].total_loss = float(losses[p])
-                    progress[p].next_start = start + rows
+            finite = np.isfinite(losses)
+            for p in np.flatnonzero(counting & ~finite):  # this member's run stops counting here, as alone
+                progress[p].total_loss = float(losses[p])
+                progress[p].next_start = start + rows
+            counting &= finite
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 self.model.backward(self.loss.backward(), input_grad=False)
-                if self.l1 is not None or self.l2 is not None:
-                    stacked.add_penalty_gradient(self.weights, self.weight_grads, self.l1, self.l2)
+                if self.penalty is not None:
+                    self.penalty.add_gradient(self.weights, self.weight_grads)
                 if active[0].grad_clip:
                     stacked.clip_global_norm([self.grads], active[0].grad_clip)
                 self.optimizer.step()
-            predictions = self._predictions(output) if classification else None
-            for p, member_progress in enumerate(progress):
-                if p in stopped:
-                    continue
-                member_progress.next_start = start + rows
-                member_progress.total_loss += float(losses[p]) * rows
-                member_progress.seen += rows
-                if classification:
-                    member_progress.correct += int(np.count_nonzero(predictions[p] == yb[p]))
-            if self.stop_signal is not None and start + rows < x.shape[1]:  # as a single run: stop inside the epoch
+                total_loss += np.where(counting, losses.astype(np.float64) * rows, 0.0)
+            seen += counting * rows
+            if classification:
+                correct += counting * np.count_nonzero(self._predictions(output) == yb, axis=1)
+            if self.stop_signal is not None and start + rows < n:  # as a single run: stop inside the epoch
                 seconds = (time.perf_counter() - started) / population
-                self.diverged = {p: active[p].epoch_row(progress[p], lrs[p]) for p in stopped}  # their epoch ended
-                for p, (member, member_progress) in enumerate(zip(active, progress)):
-                    if p not in stopped:
-                        member_progress.seconds += seconds
-                        member.state.progress = member_progress
-                        member.optimizer.steps = self.optimizer.steps
+                self._settle(progress, counting, total_loss, seen, correct, start + rows)
+                self.diverged = {p: active[p].epoch_row(progress[p], lrs[p]) for p in np.flatnonzero(~counting)}  # their epoch ended
+                for p in np.flatnonzero(counting):
+                    progress[p].seconds += seconds
+                    active[p].state.progress = progress[p]
+                    active[p].optimizer.steps = self.optimizer.steps
                 raise Interrupted
         seconds = (time.perf_counter() - started) / population
+        self._settle(progress, counting, total_loss, seen, correct, n)
         for member in active:
             member.optimizer.steps = self.optimizer.steps
         for member_progress in progress:
             member_progress.seconds += seconds
         return [member.epoch_row(member_progress, lr) for member, member_progress, lr in zip(active, progress, lrs)]
+
+    def _gather(self, orders: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each member's rows in its order: x (P, rows, features), labels (P, rows), loss targets (P, rows, ...)."""
+        parts = [(members, train.x[orders[members]], train.y[orders[members]], targets[orders[members]]) for members, train, targets in self.data]
+        if len(parts) == 1:
+            return parts[0][1:]
+        gathered = tuple(np.empty((len(orders),) + array.shape[1:], dtype=array.dtype) for array in parts[0][1:])
+        for members, *arrays in parts:
+            for whole, array in zip(gathered, arrays):
+                whole[members] = array
+        return gathered
+
+    @staticmethod
+    def _settle(progress: list[EpochProgress], counting, total_loss, seen, correct, next_start: int) -> None:
+        """Write the running sums into each member's EpochProgress (a stopped member's stopped with it)."""
+        for p, member_progress in enumerate(progress):
+            member_progress.seen, member_progress.correct = int(seen[p]), int(correct[p])
+            if counting[p]:
+                member_progress.total_loss, member_progress.next_start = float(total_loss[p]), next_start
 
     def _predictions(self, output: np.ndarray) -> np.ndarray:
         head = self.active[0].head
@@ -206,15 +266,20 @@ def run_population(loadeds: list, out_dir=None, command: list[str] | None = None
 
     import nnctl
     from nnctl import build
-    from nnctl.data import load_data
+    from nnctl.data import Dataset, load_data
     from nnctl.runs import RunFolder, RunLock, atomic_write_text, create_exact_run_dir, create_run_dir
     from nnctl.training import Reporter, check_monitored_metrics_defined, now
 
     trainers = []
+    # members with the same data section (and seed) share one copy of the data, raw and prepared: memory does
+    # not grow with the population
+    datasets: dict[tuple, Dataset] = {}
+    prepared: dict[tuple, Trainer] = {}
     with contextlib.ExitStack() as stack:
         for loaded in loadeds:
             config = loaded.config
-            data = load_data(loaded)
+            key = (config.data.model_dump_json(), config.data_seed())
+            data = datasets[key] if key in datasets else datasets.setdefault(key, load_data(loaded))
             build.check_model_fits_data(loaded, data)
             check_monitored_metrics_defined(loaded, data)
             run = RunFolder(create_run_dir(out_dir, config.name) if run_dirs is None else create_exact_run_dir(run_dirs[len(trainers)]))
@@ -225,7 +290,10 @@ def run_population(loadeds: list, out_dir=None, command: list[str] | None = None
                 versions={"nnctl": nnctl.__version__, "numpy": np.__version__, "python": platform.python_version()},
                 blas_threads=1, population=len(loadeds),
             )  # fmt: skip
-            trainers.append(Trainer(loaded, data, run, Reporter()))
+            trainer = Trainer(loaded, data, run, Reporter())
+            first = prepared.setdefault(key, trainer)
+            trainer.train, trainer.val, trainer.test = first.train, first.val, first.test  # the same numbers, one copy
+            trainers.append(trainer)
         population = Population(trainers)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"), threadpool_limits(1), StopOnSignal(population):
             results = population.fit()

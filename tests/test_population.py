@@ -75,6 +75,7 @@ CASES = {
     "adam-schedule": (SPIRAL, [{"seed": s, "optimizer": {"name": "adam", "lr": 0.002 * (s + 1)}, "training__lr_schedule": {"type": "step", "step_size": 4, "gamma": 0.5 + 0.1 * s}} for s in range(3)]),
     "batchnorm-dropout-augment": (BATCHNORM_DROPOUT, [{"seed": s, "model__layers": [*BATCHNORM_DROPOUT["model"]["layers"][:3], {"type": "dropout", "rate": 0.1 * (s + 1)}, *BATCHNORM_DROPOUT["model"]["layers"][4:]], "data__augment": {"noise_std": 0.05 * s + 0.01}} for s in range(3)]),
     "early-stopping-and-selection": (SPIRAL, [{"seed": s, "training__epochs": 30, "training__early_stopping": {"monitor": "val_loss", "patience": 2 + s, "restore_best": True}, "optimizer__lr": 0.3} for s in range(3)]),
+    "activations": (SPIRAL, [{"seed": s, "model__layers": [{"type": "dense", "units": 8, "activation": a}, SPIRAL["model"]["layers"][1], SPIRAL["model"]["layers"][2]]} for s, a in enumerate(["relu", "tanh", {"name": "leaky_relu", "slope": 0.2}, "relu", "sigmoid"])]),
     "one-diverges": (LINEAR_MSE, [{"seed": 1, "optimizer__lr": 0.01}, {"seed": 2, "optimizer__lr": 50.0}, {"seed": 3, "optimizer__lr": 0.02}]),
 }
 
@@ -96,12 +97,38 @@ def test_each_member_writes_what_nnctl_train_writes_alone(case, tmp_path):
         assert len({len(run_files(run)["rows"]) for run in together}) > 1  # the members stopped at different epochs
 
 
+@pytest.mark.parametrize("batch_by_batch", [False, True])
+def test_members_with_the_same_data_share_one_copy_gathered_by_epoch_or_by_batch(batch_by_batch, tmp_path, monkeypatch):
+    """Four members on two datasets hold two copies of the data, not four; gathered for a whole epoch (small
+    data) or batch by batch (data too large to copy per member), each member's run is what it is alone."""
+    from nnctl import population as pop
+
+    configs = [loaded(SPIRAL, seed=s, data__seed=5 + s // 2, optimizer__momentum=0.8) for s in range(4)]
+    alone = [run_training(c, tmp_path / f"alone-{i}", command=["test"]).run_dir for i, c in enumerate(configs)]
+    seen = []
+
+    class Recording(pop.Population):
+        def bind(self, active):
+            super().bind(active)
+            seen.append(len(self.data))
+
+    monkeypatch.setattr(pop, "Population", Recording)
+    if batch_by_batch:
+        monkeypatch.setattr(pop, "EPOCH_GATHER_BYTES", 0)
+    together = [result.run_dir for result in run_population(configs, tmp_path / "together", command=["test"])]
+    assert seen == [2]
+    for one, other in zip(alone, together):
+        assert_same_runs(run_files(one), run_files(other))
+
+
 def test_runs_that_differ_in_shape_or_in_a_switch_are_not_one_population():
     base = loaded(SPIRAL).config
     for changes in ({"training__batch_size": 20}, {"optimizer__momentum": 0.9}, {"model__regularization": {"l2": 0.1}}, {"training__grad_clip": 1.0}):
         assert population_key(loaded(SPIRAL, **changes).config) != population_key(base), changes
     assert population_key(loaded(SPIRAL, training__on_nonfinite="rollback").config) is None
     assert population_key(loaded(SPIRAL, seed=9, optimizer__lr=0.5).config) == population_key(base)
+    relu = [{**SPIRAL["model"]["layers"][0], "activation": "relu"}, *SPIRAL["model"]["layers"][1:]]
+    assert population_key(loaded(SPIRAL, model__layers=relu).config) == population_key(base)  # activations may differ
 
 
 def test_a_signal_stops_every_member_inside_its_epoch_and_each_resumes_alone_to_the_same_run(tmp_path):
@@ -142,3 +169,38 @@ def test_a_signal_stops_every_member_inside_its_epoch_and_each_resumes_alone_to_
         resumed = resume_run(RunFolder(result.run_dir).path, None, [], False, command=["test"])
         assert resumed.status == "completed"
         assert_same_runs(run_files(one), run_files(result.run_dir))
+
+
+def test_a_member_asked_to_stop_ends_there_and_the_others_go_on_as_alone(tmp_path):
+    """A sweep's pruner writes stop-requested into one member's run folder: that member checkpoints and ends
+    (interrupted) at the end of the epoch; the others' runs are still bit for bit what they are alone, and the
+    stopped one, resumed alone, ends as if never stopped."""
+    from nnctl import population as pop
+    from nnctl.resume import resume_run
+    from nnctl.runs import STOP_REQUEST
+
+    configs = [loaded(SPIRAL, seed=s, optimizer__momentum=0.9, optimizer__lr=0.01 * (s + 1)) for s in range(3)]
+    alone = [run_training(c, tmp_path / f"alone-{i}", command=["test"]).run_dir for i, c in enumerate(configs)]
+    run_dirs = [tmp_path / "together" / f"member-{i}" for i in range(3)]
+
+    class PrunedAtEpoch4(pop.Population):
+        def train_epoch(self):
+            rows = super().train_epoch()
+            if rows[0]["epoch"] == 4:
+                (run_dirs[1] / STOP_REQUEST).touch()
+            return rows
+
+    original = pop.Population
+    pop.Population = PrunedAtEpoch4
+    try:
+        results = run_population(configs, command=["test"], run_dirs=run_dirs)
+    finally:
+        pop.Population = original
+    assert [r.status for r in results] == ["completed", "interrupted", "completed"]
+    assert len(run_files(run_dirs[1])["rows"]) == 4 and "stopped in epoch 4" in results[1].message
+    for one, other in zip(alone, run_dirs):
+        if other != run_dirs[1]:
+            assert_same_runs(run_files(one), run_files(other))
+    assert not (run_dirs[1] / STOP_REQUEST).exists()  # the request was taken: resuming trains on
+    assert resume_run(run_dirs[1], None, [], False, command=["test"]).status == "completed"
+    assert_same_runs(run_files(alone[1]), run_files(run_dirs[1]))

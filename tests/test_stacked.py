@@ -40,6 +40,21 @@ LAYERS = {
     "dropout": [{"type": "dense", "units": 8, "activation": "sigmoid"}, {"type": "dropout", "rate": 0.3}, {"type": "dense", "units": 6, "activation": "elu"}],
     "batchnorm": [{"type": "dense", "units": 8}, {"type": "batchnorm"}, {"type": "activation", "name": "leaky_relu"}, {"type": "dense", "units": 4, "activation": "softplus"}],
 }
+# members with different activations, in the order a sweep may give them (equal ones not side by side)
+MIXED_DENSE = ["tanh", "relu", "tanh", {"name": "leaky_relu", "slope": 0.2}]
+MIXED_AFTER_BATCHNORM = ["elu", {"name": "leaky_relu", "slope": 0.05}, "sigmoid", "elu"]
+
+
+def member_layers(name: str, p: int) -> list[dict]:
+    if name != "mixed":
+        return LAYERS[name]
+    after = MIXED_AFTER_BATCHNORM[p]
+    return [
+        {"type": "dense", "units": 8, "activation": MIXED_DENSE[p]}, {"type": "batchnorm"},
+        {"type": "activation", **({"name": after} if isinstance(after, str) else after)}, {"type": "dense", "units": 5, "activation": MIXED_DENSE[-1 - p]},
+    ]  # fmt: skip
+
+
 OPTIMIZERS = {
     "sgd": lambda p: {"name": "sgd", "lr": 0.05 * (p + 1)},
     "momentum": lambda p: {"name": "sgd", "lr": 0.02 + 0.01 * p, "momentum": 0.5 + 0.1 * p},
@@ -61,12 +76,14 @@ OPTIMIZERS = {
         ("dropout", "mse", "adamw", (0.0, 0.0), 1.0),
         ("batchnorm", "mse", "rmsprop", (0.0, 2e-3), None),
         ("dense", "cross_entropy", "adagrad", (1e-4, 0.0), 0.1),
+        ("mixed", "cross_entropy", "momentum", (0.0, 1e-3), None),
+        ("mixed", "mse", "adam", (0.0, 0.0), None),
     ],
 )
 def test_a_stacked_population_is_each_member_alone_bit_for_bit(layers, loss, optimizer, penalty, clip):
     classes = 3 if loss == "cross_entropy" else 2
     configs = [
-        config(100 + p, LAYERS[layers], loss, OPTIMIZERS[optimizer](p), penalty[0] * (p + 1), penalty[1] * (p + 1), classes)
+        config(100 + p, member_layers(layers, p), loss, OPTIMIZERS[optimizer](p), penalty[0] * (p + 1), penalty[1] * (p + 1), classes)
         for p in range(MEMBERS)
     ]
     # each member alone, as nnctl train builds it
@@ -83,6 +100,7 @@ def test_a_stacked_population_is_each_member_alone_bit_for_bit(layers, loss, opt
     weight_grads = [layer.grads["weight"] for layer in population.layers if isinstance(layer, st.StackedDense)]
     l1 = np.array([c.model.regularization.l1 for c in configs]) if penalty[0] else None
     l2 = np.array([c.model.regularization.l2 for c in configs]) if penalty[1] else None
+    stacked_penalty = st.StackedPenalty(l1, l2, weights[0].dtype)
 
     rng = np.random.default_rng(7)
     for step in range(6):
@@ -106,7 +124,7 @@ def test_a_stacked_population_is_each_member_alone_bit_for_bit(layers, loss, opt
         stacked_losses = stacked_loss.forward(output, targets)
         population.backward(stacked_loss.backward(), input_grad=False)
         if l1 is not None or l2 is not None:
-            st.add_penalty_gradient(weights, weight_grads, l1, l2)
+            stacked_penalty.add_gradient(weights, weight_grads)
         if clip:
             st.clip_global_norm([grads], clip)
         stacked_optimizer.step()

@@ -8,14 +8,15 @@ does the work of P: on a Playground-size network, where a call costs more than i
 of the time of training P networks one by one.
 
 Shapes: a batch is x (P, N, features); dense weights (P, inputs, units), biases and batch-norm parameters (P,
-units).  Activations work on any shape and are shared with the single layers.  Per-member hyperparameters
+units).  Activations work on any shape and are shared with the single layers; members with different
+activations get theirs on their own rows (``MemberActivations``).  Per-member hyperparameters
 (a dropout rate, L1/L2 strengths) are arrays of P values.  Optimizers (``optim.py``) update flat vectors
 elementwise, so a population's parameters as one (P, n) array, with hyperparameters as (P, 1) columns, are
 updated exactly as each member's vector would be (``population_view`` builds the (P, n) array and points
 every member's layers at its row).
 
 What members must share to be stacked (the sweep groups trials by it): the layers (types, sizes,
-activations, batch-norm momentum and eps), the batch size and the data's shape; and, because a single
+batch-norm momentum and eps; not their activations), the batch size and the data's shape; and, because a single
 network skips the work of a zero rate (no random draw for dropout 0, no penalty term for l1 = 0, no momentum
 buffer for momentum 0), whether each such rate is zero.
 """
@@ -129,6 +130,47 @@ class StackedBatchNorm(Layer):
         )
 
 
+class MemberActivations(Activation):
+    """Members of one stacked layer with different activations (a sweep over ``activation``): each part, a
+    slice of members, gets its own, on its own rows of z, as its single layer would.  Members sorted by
+    activation make few parts; any order is right."""
+
+    def __init__(self, parts: list[tuple[slice, Activation]]):
+        self.parts = parts
+
+    def forward_(self, z):
+        y = np.empty_like(z)
+        for members, activation in self.parts:
+            y[members] = activation.forward_(z[members])  # an in-place activation overwrites its rows of z, as alone
+        return y
+
+    def forward(self, x):
+        y = np.empty_like(x)
+        for members, activation in self.parts:
+            y[members] = activation.forward(x[members])
+        return y
+
+    def backward(self, x, y, grad_y):
+        grad_x = np.empty_like(grad_y)
+        for members, activation in self.parts:
+            grad_x[members] = activation.backward(x[members], y[members], grad_y[members])
+        return grad_x
+
+
+def same_activation(a: Activation, b: Activation) -> bool:
+    return type(a) is type(b) and vars(a) == vars(b)
+
+
+def stack_activations(activations: list[Activation]) -> Activation:
+    """The members' activations of one layer: the shared one, or the runs of equal ones as parts."""
+    parts, start = [], 0
+    for p in range(1, len(activations) + 1):
+        if p == len(activations) or not same_activation(activations[p], activations[start]):
+            parts.append((slice(start, p), activations[start]))
+            start = p
+    return activations[0] if len(parts) == 1 else MemberActivations(parts)
+
+
 def stack_layers(members: list[Sequential]) -> list[Layer]:
     """The stacked layers of P single networks of one shape, holding copies of their parameters and buffers
     (``population_view`` then makes the members' own arrays views of the stacked ones)."""
@@ -138,14 +180,14 @@ def stack_layers(members: list[Sequential]) -> list[Layer]:
         if isinstance(layer, Dense):
             weight = np.stack([m.params["weight"] for m in same])
             bias = np.stack([m.params["bias"] for m in same])
-            layers.append(StackedDense(weight, bias, layer.activation))
+            layers.append(StackedDense(weight, bias, stack_activations([m.activation for m in same])))
         elif isinstance(layer, BatchNorm):
             stacked = [np.stack([m.params[k] if k in m.params else m.buffers[k] for m in same]) for k in ("gamma", "beta", "running_mean", "running_var")]
             layers.append(StackedBatchNorm(*stacked, layer.momentum, layer.eps))
         elif isinstance(layer, Dropout):
             layers.append(StackedDropout(np.array([m.rate for m in same]), [m.rng for m in same]))
         elif isinstance(layer, ActivationLayer):
-            layers.append(ActivationLayer(layer.activation))  # elementwise: any shape
+            layers.append(ActivationLayer(stack_activations([m.activation for m in same])))  # elementwise: any shape
         else:
             raise TypeError(f"a population has no stacked form of {type(layer).__name__}")
     return layers
@@ -184,21 +226,21 @@ class StackedCrossEntropy(SoftmaxCrossEntropy):
     """``SoftmaxCrossEntropy`` per member: logits (P, N, classes), targets (P, N); the losses are a (P,) array."""
 
     def forward(self, logits, target):
-        n = target.shape[1]
-        rows = np.arange(n)
+        members, n = target.shape
+        rows = self._rows.get((members, n))
+        if rows is None:  # the index of each (member, row): the same two arrays batch after batch
+            rows = self._rows[(members, n)] = (np.arange(members)[:, None], np.arange(n)[None, :])
         shifted = logits - np.maximum.reduce(logits, axis=2, keepdims=True)
         probabilities = np.exp(shifted)
         total = np.add.reduce(probabilities, axis=2, keepdims=True)
-        picked = np.take_along_axis(shifted, target[:, :, None], axis=2)[:, :, 0]
-        loss = (np.add.reduce(np.log(total)[:, :, 0], axis=1) - np.add.reduce(picked, axis=1)) / n
+        loss = (np.add.reduce(np.log(total)[:, :, 0], axis=1) - np.add.reduce(shifted[rows[0], rows[1], target], axis=1)) / n
         probabilities /= total
         self._cache = (probabilities, rows, target)
         return loss
 
     def backward(self):
         grad, rows, target = self._cache
-        members = np.arange(len(grad))[:, None]
-        grad[members, rows[None, :], target] -= 1
+        grad[rows[0], rows[1], target] -= 1
         grad *= grad.dtype.type(1 / target.shape[1])
         return grad
 
@@ -220,14 +262,23 @@ class StackedMeanSquaredError(MeanSquaredError):
 STACKED_LOSSES = {"cross_entropy": StackedCrossEntropy, "mse": StackedMeanSquaredError}
 
 
-def add_penalty_gradient(weights: list[np.ndarray], grads: list[np.ndarray], l1: np.ndarray | None, l2: np.ndarray | None) -> None:
-    """``regularization.add_penalty_gradient`` per member: l1, l2 hold P strengths (None: no member has that term)."""
-    for w, g in zip(weights, grads):
-        shape = (len(w),) + (1,) * (w.ndim - 1)
-        if l1 is not None:
-            g += np.asarray(l1, dtype=np.float64).astype(w.dtype).reshape(shape) * np.sign(w)
-        if l2 is not None:
-            g += (2 * np.asarray(l2, dtype=np.float64)).astype(w.dtype).reshape(shape) * w
+class StackedPenalty:
+    """``regularization.add_penalty_gradient`` per member: ``l1``, ``l2`` hold the P strengths (None: no member
+    has that term), made once into (P, 1, 1) columns of the weights' dtype."""
+
+    def __init__(self, l1: np.ndarray | None, l2: np.ndarray | None, dtype):
+        def column(values: np.ndarray) -> np.ndarray:
+            return np.asarray(values, dtype=np.float64).astype(dtype).reshape(-1, 1, 1)
+
+        self.l1 = None if l1 is None else column(l1)
+        self.twice_l2 = None if l2 is None else column(2 * np.asarray(l2, dtype=np.float64))
+
+    def add_gradient(self, weights: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        for w, g in zip(weights, grads):
+            if self.l1 is not None:
+                g += self.l1 * np.sign(w)
+            if self.twice_l2 is not None:
+                g += self.twice_l2 * w
 
 
 def clip_global_norm(grads: list[np.ndarray], max_norm: float) -> np.ndarray:
