@@ -744,9 +744,13 @@ def run_sweep(
         raise NnctlError("method tpe runs its trials with the local executor (it prunes them as they train); use grid or random on Dask")
     with interrupt:
         if config.method == "tpe":
-            from nnctl.sweep_tpe import run_tpe
+            from nnctl.sweep_tpe import run_tpe, run_tpe_batches
 
-            run_tpe(sweep, folder, ledger, previous, workers, on_done, stopping, progress, interrupt.started)
+            mode = population or config.executor.population
+            if mode == "off":
+                run_tpe(sweep, folder, ledger, previous, workers, on_done, stopping, progress, interrupt.started)
+            else:
+                run_tpe_batches(sweep, folder, ledger, previous, workers, on_done, stopping, progress, mode, interrupt.started)
         else:
             points = list(grid_points(config)) if config.method == "grid" else random_points(config)
             trials = [Trial(point, seed, i) for i, point in enumerate(points) for seed in config.seeds]

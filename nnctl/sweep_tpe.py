@@ -1,13 +1,20 @@
 """``method: tpe``: parameter points chosen by Optuna's TPE sampler through ask/tell, poor points pruned
 early by a median rule on their per-epoch metric.  The study lives in the sweep folder (optuna.db), so
-``--resume`` continues it.
+``--resume`` continues it.  Each Optuna trial is one parameter point; its value is the mean of the metric
+over the sweep's seeds.
 
-Each Optuna trial is one parameter point; its value is the mean of the metric over the sweep's seeds,
-which run one after another.  While a seed trains, its metrics.jsonl is read as it grows and every k-th
-epoch (k = ceil(epochs / 20), and the last) is reported at step seed_index * epochs + epoch, so every point
-is compared with the others at the same stages; a pruned point's training process is stopped (SIGTERM: it
-checkpoints and exits cleanly).  At most 20 reports a seed: each report and each pruning decision is a
-round trip to optuna.db (milliseconds of the sweep's CPU), and the median rule needs no finer steps.
+With populations (``population: auto | on``, the default; ``run_tpe_batches``) the sweep asks a batch of
+points at a time (TPE's constant liar keeps them apart), trains all their seeds at once as populations, and
+reports each point's mean over its seeds every k-th epoch (k = ceil(epochs / 20), and the last); a pruned
+point's trials are asked to stop by a ``stop-requested`` file in their run folders, which they honour at the
+end of an epoch (checkpointing, as for a SIGTERM), the other members of their population untouched.
+
+Trial by trial (``population: off``; ``run_tpe``) a point's seeds run one after another, each its own
+process.  While a seed trains, its metrics.jsonl is read as it grows and every k-th epoch is reported at step
+seed_index * epochs + epoch, so every point is compared with the others at the same stages; a pruned point's
+training process is stopped (SIGTERM: it checkpoints and exits cleanly).  At most 20 reports a seed: each
+report and each pruning decision is a round trip to optuna.db (milliseconds of the sweep's CPU), and the
+median rule needs no finer steps.
 
 A trial counts as pruned only when it was actually stopped early.  The watcher reads the metrics log behind
 the training (it polls, and asking the pruner takes a database round trip), so by the time the pruner says
@@ -18,6 +25,7 @@ a completed trial, as its summary.json says.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -29,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from nnctl.errors import NnctlError
+from nnctl.runs import STOP_REQUEST
 
 
 def optuna_module():
@@ -146,18 +155,15 @@ def trial_outcome(outcome: dict, watch: PruneWatch | None, metric: str | None) -
     return outcome  # completed, diverged, or failed on its own
 
 
-def run_tpe(sweep, folder: Path, ledger, previous: dict, workers: int, on_done, stopping, progress, on_start=None) -> None:
-    """``on_start(process, run_dir)``: told of each trial process (the sweep stops them on Ctrl-C).  A point
-    whose trials were interrupted stays RUNNING in the study; the next --resume fails it and asks for the same
-    point again, so an interruption costs no point of the budget and completed seeds are not rerun."""
-    from nnctl.sweep import Trial, prepare_trial_folder, run_trial
-
+def open_study(sweep, folder: Path, constant_liar: bool = False):
+    """The study in optuna.db (created or continued) and how many of its points have ended.  A point whose
+    trials were interrupted stays RUNNING in the study; opening fails it and asks for the same point again, so
+    an interruption costs no point of the budget and completed seeds are not rerun."""
     optuna = optuna_module()
     config = sweep.config
-    storage = f"sqlite:///{folder / 'optuna.db'}"
     study = optuna.create_study(
         study_name=config.name,
-        storage=storage,
+        storage=f"sqlite:///{folder / 'optuna.db'}",
         load_if_exists=True,
         direction="maximize" if config.mode == "max" else "minimize",
         pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
@@ -169,8 +175,36 @@ def run_tpe(sweep, folder: Path, ledger, previous: dict, workers: int, on_done, 
     trials = study.get_trials(deepcopy=False)
     requeued = {t.user_attrs["requeued_from"] for t in trials if "requeued_from" in t.user_attrs}
     finished = sum(t.state in (states.COMPLETE, states.PRUNED, states.FAIL) and t.number not in requeued for t in trials)
-    # seeded by how far the study got, so a resumed study draws new points instead of replaying the first ones
-    study.sampler = optuna.samplers.TPESampler(seed=config.seed + finished)
+    # seeded by how far the study got, so a resumed study draws new points instead of replaying the first ones;
+    # asked a batch at a time, the constant liar keeps the points of one batch apart
+    study.sampler = optuna.samplers.TPESampler(seed=config.seed + finished, constant_liar=constant_liar)
+    return study, finished
+
+
+def tell(study, study_trial, outcomes: list[dict], metric: str) -> None:
+    """A point's result from its seeds' outcomes: the mean metric when all completed; pruned or failed else.
+    A point with an interrupted seed is left RUNNING (resumed later)."""
+    states = optuna_module().trial.TrialState
+    statuses = {outcome["status"] for outcome in outcomes}
+    if "interrupted" in statuses:
+        return
+    values = [outcome["metrics"].get(metric) for outcome in outcomes]
+    if statuses == {"completed"} and all(v is not None for v in values):
+        study.tell(study_trial, float(np.mean(values)))
+    else:
+        study.tell(study_trial, state=states.PRUNED if "pruned" in statuses else states.FAIL)
+
+
+def run_tpe(sweep, folder: Path, ledger, previous: dict, workers: int, on_done, stopping, progress, on_start=None) -> None:
+    """Trial by trial (``population: off``): ``workers`` points at a time, each point's seeds one after another,
+    each seed its own process, pruned by a SIGTERM.  ``on_start(process, run_dir)``: told of each trial process
+    (the sweep stops them on Ctrl-C)."""
+    from nnctl.sweep import Trial, prepare_trial_folder, run_trial
+
+    optuna = optuna_module()
+    config = sweep.config
+    study, finished = open_study(sweep, folder)
+    states = optuna.trial.TrialState
     space = distributions(optuna, config.parameters)
     metric_for_pruning = prune_metric(sweep)
     epochs = sweep.base.training.epochs
@@ -217,3 +251,121 @@ def run_tpe(sweep, folder: Path, ledger, previous: dict, workers: int, on_done, 
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(one_point, range(max(0, config.trials - finished))))
+
+
+#: ``method: tpe`` with populations: points asked at a time per worker (a batch trains as populations)
+POINTS_PER_WORKER = 8
+
+
+class PointWatch:
+    """Reads the metrics logs of a batch's trials as they grow; for each point, reports the mean over its seeds
+    of the per-epoch metric to Optuna (every k-th epoch, once every seed has logged it) and, when the pruner says
+    so, asks the point's trials to stop: a ``stop-requested`` file in each run folder, which a population member
+    (and a single run) honours at the end of its epoch, checkpointing as for a SIGTERM, the others untouched."""
+
+    def __init__(self, points: dict[int, tuple], metric: str, epochs: int | None, interval: float = 0.1):
+        self.points = points  # number -> (study trial, [run folders of its seeds])
+        self.metric, self.epochs, self.interval = metric, epochs, interval
+        self.every = max(1, math.ceil(epochs / REPORTS_PER_SEED)) if epochs else 1
+        self.pruned: set[int] = set()
+        self.logs: dict[Path, tuple[int, str, dict]] = {}  # run folder -> (bytes read, a line in progress, epoch -> value)
+        self.reported: dict[int, int] = {}  # point -> the last epoch reported
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+
+    def __enter__(self) -> "PointWatch":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    def values(self, run_dir: Path) -> dict[int, float]:
+        """The metric by epoch in a run's metrics.jsonl, read on from where the last call stopped."""
+        offset, partial, values = self.logs.get(run_dir, (0, "", {}))
+        try:
+            with open(run_dir / "metrics.jsonl", "rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+        except OSError:
+            return values
+        lines = (partial + chunk.decode("utf-8", "replace")).split("\n")
+        for line in lines[:-1]:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            value = row.get(self.metric) if isinstance(row, dict) else None
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(row.get("epoch"), int):
+                values[row["epoch"]] = value
+        self.logs[run_dir] = (offset + len(chunk), lines[-1], values)
+        return values
+
+    def watch(self) -> None:
+        while not self.stopped.wait(self.interval):
+            for number, (study_trial, run_dirs) in self.points.items():
+                if number not in self.pruned:
+                    self.judge(number, study_trial, run_dirs)
+
+    def judge(self, number: int, study_trial, run_dirs: list[Path]) -> None:
+        seeds = [self.values(run_dir) for run_dir in run_dirs]
+        common = set.intersection(*(set(values) for values in seeds))
+        new = sorted(e for e in common if e > self.reported.get(number, 0) and (e % self.every == 0 or e == self.epochs))
+        for epoch in new:
+            study_trial.report(float(np.mean([values[epoch] for values in seeds])), epoch)
+            self.reported[number] = epoch
+        if new and study_trial.should_prune():
+            self.pruned.add(number)
+            for run_dir in run_dirs:
+                if not (run_dir / "summary.json").exists():
+                    (run_dir / STOP_REQUEST).touch()
+
+
+def run_tpe_batches(sweep, folder: Path, ledger, previous: dict, workers: int, on_done, stopping, progress, mode: str, on_start=None) -> None:
+    """With populations (``population: auto | on``): ask a batch of points, train all their seeds at once as
+    populations over the workers (``population_units``), prune a point by its seeds' mean per-epoch metric
+    (``PointWatch``), tell the study each point's result, ask the next batch."""
+    from nnctl.sweep import LocalExecutor, Trial, Unit, population_units, prepare_trial_folder
+
+    optuna = optuna_module()
+    config = sweep.config
+    study, finished = open_study(sweep, folder, constant_liar=True)
+    space = distributions(optuna, config.parameters)
+    metric_for_pruning = prune_metric(sweep)
+    remaining = config.trials - finished
+    while remaining > 0 and not stopping.is_set():
+        asked = [study.ask(space) for _ in range(min(remaining, POINTS_PER_WORKER * workers))]
+        remaining -= len(asked)
+        trials = {t.number: [Trial({key: t.params[key] for key in config.parameters}, seed, t.number) for seed in config.seeds] for t in asked}
+        outcomes: dict[str, dict] = {}
+        todo = []
+        for seeds in trials.values():
+            for trial in seeds:
+                if previous.get(trial.id, {}).get("event") == "completed":
+                    outcomes[trial.id] = {"status": "completed", "metrics": previous[trial.id]["metrics"]}
+                else:
+                    ledger.write("pending", trial)
+                    todo.append(trial)
+        run_dirs = {trial.id: prepare_trial_folder(folder, trial) for trial in todo}
+        points = {t.number: (t, [run_dirs[trial.id] for trial in trials[t.number] if trial.id in run_dirs]) for t in asked}
+        watch = PointWatch({n: p for n, p in points.items() if p[1]}, metric_for_pruning, sweep.base.training.epochs) if metric_for_pruning else None
+
+        def units():
+            for members in population_units(sweep, todo, mode, workers):
+                for trial in members:
+                    ledger.write("running", trial, run_dir=f"trials/{trial.id}")
+                    progress("running", trial, {})
+                yield Unit(str(sweep.base_path), [(t, [*config.overrides, *t.overrides], str(run_dirs[t.id])) for t in members], on_start)
+
+        def member_done(trial: Trial, outcome: dict) -> dict:
+            if watch is not None and trial.point in watch.pruned and outcome["status"] == "interrupted":
+                outcome = {**outcome, "status": "pruned", "error": f"pruned by the median rule on {metric_for_pruning}"}
+            outcomes[trial.id] = on_done(trial, outcome)
+            return outcomes[trial.id]
+
+        with watch if watch is not None else contextlib.nullcontext():
+            LocalExecutor(workers).run(units(), member_done, stopping)
+        for study_trial in asked:
+            seeds = [outcomes.get(trial.id, {"status": "interrupted"}) for trial in trials[study_trial.number]]
+            tell(study, study_trial, seeds, config.metric)

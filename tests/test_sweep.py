@@ -93,7 +93,7 @@ def test_serial_and_parallel_sweeps_give_identical_results(tmp_path):
 
 
 def test_populations_give_the_same_sweep_as_one_process_per_trial(tmp_path):
-    """--population on trains the grid's trials of one shape together; every trial folder holds what its own
+    """--population on trains the grid's trials of one shape (layer sizes) together; every trial folder holds what its own
     nnctl train process writes (metrics rows and checkpoint arrays), so summary.csv is the same."""
     path = write_sweep(tmp_path, GRID)
     runs = {}
@@ -105,7 +105,7 @@ def test_populations_give_the_same_sweep_as_one_process_per_trial(tmp_path):
     trials = sorted(p.name for p in (runs["off"] / "trials").iterdir())
     assert trials == sorted(p.name for p in (runs["on"] / "trials").iterdir()) and len(trials) == 8
     populations = {json.loads((runs["on"] / "trials" / t / "run.json").read_text()).get("population") for t in trials}
-    assert populations == {2}  # two parameter points per shape x two seeds, split over the two workers
+    assert populations == {4}  # the 8 trials are one shape (their activations differ), split over the two workers
     for trial in trials:
         alone, together = (runs[mode] / "trials" / trial for mode in ("off", "on"))
         rows = [[{k: v for k, v in json.loads(line).items() if k != "train_seconds"} for line in (run / "metrics.jsonl").read_text().splitlines()] for run in (alone, together)]
@@ -382,6 +382,65 @@ def test_the_pruner_stops_a_trial_still_training(tmp_path, finished_run):
     watch = PruneWatch(AlwaysPrune(), "val_accuracy", 0, epochs=5)
     watch.watch(process, run, interval=0)
     assert process.signals == [signal.SIGTERM] and watch.pruned
+
+
+def test_a_batch_point_is_judged_by_its_seeds_mean_and_its_unfinished_seeds_asked_to_stop(tmp_path, finished_run):
+    """With populations, a point's seeds train at once: the watcher reports the mean over the seeds at every
+    epoch that all have logged, and a pruned point's seeds still training get a stop-requested file."""
+    from nnctl.runs import STOP_REQUEST
+    from nnctl.sweep_tpe import PointWatch
+
+    seeds = [copy_run(finished_run, tmp_path / "seed-0", epochs=3, summary=False), copy_run(finished_run, tmp_path / "seed-1", epochs=2, summary=False)]
+    ended = copy_run(finished_run, tmp_path / "seed-2", summary=True)
+
+    class Recording(AlwaysPrune):
+        def report(self, value, step):
+            self.reported.append((step, value))
+
+    trial = Recording()
+    watch = PointWatch({0: (trial, [*seeds, ended])}, "val_accuracy", epochs=5)
+    watch.judge(0, trial, [*seeds, ended])
+    rows = [json.loads(line) for line in (finished_run / "metrics.jsonl").read_text().splitlines()]
+    assert trial.reported == [(e, pytest.approx(rows[e - 1]["val_accuracy"])) for e in (1, 2)]  # epoch 3: one seed lacks it
+    assert watch.pruned == {0}
+    assert [(run / STOP_REQUEST).exists() for run in (*seeds, ended)] == [True, True, False]  # the ended one: nothing to stop
+
+
+def test_tpe_with_populations_asks_batches_and_prunes_whole_points(tmp_path):
+    """method tpe with populations (the default): points asked a batch at a time (8 per worker), every seed
+    of a batch trained at once as populations; a point is pruned or completed as a whole, a pruned seed having
+    stopped early, a completed one having trained every epoch."""
+    body = """name: tpe-batches
+method: tpe
+trials: 11
+seeds: [0, 1]
+metric: test_accuracy
+parameters:
+  optimizer.lr: {distribution: loguniform, low: 0.0001, high: 1.0}
+overrides: [training.epochs=60, data.val_fraction=0.2]
+"""
+    result = nnctl("sweep", write_sweep(tmp_path, body), "--out", tmp_path / "out", "--workers", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    folder = sweep_dir(tmp_path / "out")
+    final = {e["trial"]: e for e in read_jsonl(folder / "trials.jsonl")}
+    assert len(final) == 22 and {e["event"] for e in final.values()} <= {"completed", "pruned"}
+    by_point = {}
+    for event in final.values():
+        by_point.setdefault(event["params"]["optimizer.lr"], []).append(event)
+        info = json.loads((folder / event["run_dir"] / "run.json").read_text())
+        rows = read_jsonl(folder / event["run_dir"] / "metrics.jsonl")
+        assert info["population"] in (6, 16), info  # the first batch: 8 points x 2 seeds; the second: 3 x 2
+        if event["event"] == "pruned":
+            assert len(rows) < 60 and json.loads((folder / event["run_dir"] / "summary.json").read_text())["status"] == "interrupted"
+        else:
+            assert len(rows) == 60
+    import optuna
+
+    study = optuna.load_study(study_name="tpe-batches", storage=f"sqlite:///{folder / 'optuna.db'}")
+    states = {t.params["optimizer.lr"]: t.state.name for t in study.trials}
+    assert len(states) == 11 and set(states.values()) <= {"COMPLETE", "PRUNED"}
+    for lr, events in by_point.items():  # a point is pruned as a whole, told to the study as such
+        assert len(events) == 2 and states[lr] == ("PRUNED" if any(e["event"] == "pruned" for e in events) else "COMPLETE")
 
 
 def test_a_trial_is_pruned_only_if_the_signal_stopped_it_early():
