@@ -10,11 +10,16 @@ and a whole sweep with and without populations; side by side in one run, one BLA
    product is large enough that stacking saves little (what ``executor.population: auto`` leaves alone).
 2. PyTorch: the same P networks as one ensemble with ``torch.func`` (``stack_module_state`` + ``vmap`` over
    ``functional_call`` and ``grad``; SGD with momentum on the stacked parameters), ``torch.set_num_threads(1)``.
+   And where stacking stops paying: 16 networks 2-w-w-2 of growing width (what ``population: auto``'s threshold
+   is set from).
 3. A sweep: a random sweep of the spiral (2-8-8-2 tanh, batch 10): lr loguniform, momentum uniform, L2 loguniform,
    N points x 4 seeds, 2 workers, ``--population on`` against ``off``, end to end; their summary.csv compared.
+4. The shipped activation sweep (``sweeps/activations.yaml``, 36 trials), ``off`` against ``auto``.
+5. Memory: the peak resident memory of one population process whose members share one large dataset, for
+   P = 1, 16, 64 (it should not grow with P: no per-member copies of the data).
 
-Prints each ratio; the targets of issue 13 beside them (steps are not a target, the sweep is: >= 20x; against
-torch.func: >= 2x).
+Prints each ratio; the targets of issue 13 beside them (steps are not a target; the random sweep: >= 20x; the
+activation sweep: >= 4x; against torch.func: >= 2x).
 """
 
 from __future__ import annotations
@@ -152,6 +157,54 @@ def sweep_times(points: int, epochs: int) -> tuple[float, float, bool]:
         return seconds["off"], seconds["on"], summaries["off"] == summaries["on"]
 
 
+def crossover(count: int, batch: int, widths: tuple[int, ...]) -> list[tuple[int, int, float]]:
+    """Where stacking stops paying: 2-w-w-2 tanh networks of growing width w at ``batch`` rows, ``count``
+    members: (w, batch x widest layer product, one-by-one time / stacked time)."""
+    out = []
+    for width in widths:
+        layers = [{"type": "dense", "units": width, "activation": "tanh"}, {"type": "dense", "units": width, "activation": "tanh"}, {"type": "dense", "units": 2}]
+        single, joint = step_times(count, layers, 2, 2, batch, 10, 3)
+        out.append((width, batch * width * width, single / joint))
+    return out
+
+
+def activation_sweep_times() -> tuple[float, float, bool]:
+    """Seconds of the shipped sweeps/activations.yaml with populations off and auto, and whether summary.csv agree."""
+    with tempfile.TemporaryDirectory() as folder:
+        seconds, summaries = {}, {}
+        for mode in ("off", "auto"):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "nnctl", "sweep", str(REPO / "sweeps" / "activations.yaml"), "--population", mode, "--out", f"{folder}/{mode}", "--json"], check=True, capture_output=True)
+            seconds[mode] = time.perf_counter() - started
+            (summary,) = glob.glob(f"{folder}/{mode}/sweeps/*/summary.csv")
+            with open(summary, newline="") as handle:
+                summaries[mode] = [{k: v for k, v in row.items() if "seconds" not in k} for row in csv.DictReader(handle)]
+        return seconds["off"], seconds["auto"], summaries["off"] == summaries["auto"]
+
+
+MEMORY = """
+import resource, sys
+from nnctl.config import validate_config
+from nnctl.population import run_population
+from nnctl.yamlio import Locations
+count, folder = int(sys.argv[1]), sys.argv[2]
+base = {{"data": {{"dataset": "spiral", "samples": {samples}, "seed": 3}}, "training": {{"epochs": 1, "batch_size": 100}},
+        "model": {{"layers": [{{"type": "dense", "units": 8, "activation": "tanh"}}, {{"type": "dense", "units": 2}}]}}}}
+run_population([validate_config({{**base, "seed": s}}, Locations("bench")) for s in range(count)], folder)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def memory_peaks(counts: tuple[int, ...], samples: int) -> list[tuple[int, float]]:
+    """Peak resident memory (MiB) of a process training ``count`` members on one dataset of ``samples`` rows."""
+    out = []
+    for count in counts:
+        with tempfile.TemporaryDirectory() as folder:
+            done = subprocess.run([sys.executable, "-c", MEMORY.format(samples=samples), str(count), folder], check=True, capture_output=True, text=True)
+            out.append((count, int(done.stdout.split()[-1]) / 1024))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
@@ -172,10 +225,21 @@ def main() -> None:
         theirs = torch_func_time(count, 25, 10, 3)
         print(f"\n2. {count} networks 2-8-8-2 as one ensemble: nnctl stacked {ours:.1f} us, torch.func {theirs:.1f} us per member and step:"
               f" nnctl {theirs / ours:.2f}x faster (target >= 2x)")  # fmt: skip
+        print("\n   where stacking stops paying (16 members, 2-w-w-2 tanh, batch 10); auto stacks up to 32 768 multiply-adds per batch:")
+        for width, work, ratio in crossover(16, 10, (8, 16, 32, 57, 64, 128, 256)):
+            print(f"   w = {width:3d}: batch x widest layer = {work:7d}: stacked {ratio:5.2f}x faster")
     points, epochs = (6, 60) if args.quick else (24, 300)
     off, on, same = sweep_times(points, epochs)
     print(f"\n3. random sweep, {points} points x 4 seeds = {points * 4} trials, {epochs} epochs, 2 workers: population off {off:.1f} s,"
           f" on {on:.1f} s: {off / on:.2f}x (target >= 20x); summary.csv {'identical' if same else 'DIFFERENT'}")  # fmt: skip
+    if not args.quick:
+        off, auto, same = activation_sweep_times()
+        print(f"\n4. the shipped activation sweep (36 trials), 2 workers: population off {off:.1f} s, auto {auto:.1f} s:"
+              f" {off / auto:.2f}x (target >= 4x); summary.csv {'identical' if same else 'DIFFERENT'}")  # fmt: skip
+    samples = 100_000 if args.quick else 400_000
+    peaks = memory_peaks((1, 16, 64), samples)
+    print(f"\n5. peak memory of one population process, {samples:,} rows of data shared by its members: "
+          + ", ".join(f"P = {count}: {mib:.0f} MiB" for count, mib in peaks))  # fmt: skip
 
 
 if __name__ == "__main__":
