@@ -31,10 +31,16 @@ class Restored:
 CHECKPOINTS = ("checkpoints/last.npz", "checkpoints/best.npz")
 
 
-def find_checkpoint(run_dir: Path) -> Path:
-    """The checkpoint summary.json's test metrics were computed with; without a summary (a run still going,
-    or killed), the final weights (last.npz)."""
+def find_checkpoint(run_dir: Path, which: str | None = None) -> Path:
+    """``checkpoints/<which>.npz`` (last or best) when asked for; by default the checkpoint summary.json's
+    test metrics were computed with, and without a summary (a run still going, or killed), the final weights
+    (last.npz)."""
     run = RunFolder(run_dir)
+    if which is not None:
+        if not run.checkpoint(which).is_file():
+            why = " (a best checkpoint is kept with training.select_best or early_stopping.restore_best)" if which == "best" else ""
+            raise NnctlError(f"{run_dir}: the run has no checkpoints/{which}.npz{why}")
+        return run.checkpoint(which)
     summary = run.read_summary()
     if summary is not None and "checkpoint" in summary:
         if summary["checkpoint"] not in CHECKPOINTS:
@@ -58,19 +64,21 @@ def check_run_config(run_dir: Path, trained: LoadedConfig) -> None:
         )
 
 
-def restore(target: str | Path) -> Restored:
-    """From a run folder (its chosen checkpoint) or a checkpoint file, always with the config the checkpoint
-    was trained with (embedded in it).  Needs no training data: the checkpoint's metadata says what the
-    inputs and outputs are."""
+def restore(target: str | Path, which: str | None = None) -> Restored:
+    """From a run folder (its chosen checkpoint, or ``which``: last or best) or a checkpoint file, always with
+    the config the checkpoint was trained with (embedded in it).  Needs no training data: the checkpoint's
+    metadata says what the inputs and outputs are."""
     target = Path(target)
     if target.is_dir():
         if not is_run_dir(target):
             raise NnctlError(f"{target}: not a run folder (no run.json and config.yaml); give a run folder or a .npz checkpoint")
-        checkpoint = find_checkpoint(target)
+        checkpoint = find_checkpoint(target, which)
         arrays, meta = load_checkpoint(checkpoint)
         loaded = checkpoint_config(checkpoint, meta)
         check_run_config(target, loaded)
     elif target.is_file():
+        if which is not None:
+            raise NnctlError(f"{target}: is a checkpoint file already; choosing one ({which}) needs a run folder")
         checkpoint = target
         arrays, meta = load_checkpoint(checkpoint)
         loaded = checkpoint_config(checkpoint, meta)
