@@ -21,7 +21,7 @@ from nnctl.engine.layers import ActivationLayer, BatchNorm, Dense, Dropout, Laye
 from nnctl.export.inference import ARGMAX, CLASS_ONE_FROM, SOFTMAX, VALUE, Inference, describe_decision, metadata
 
 OPSET = 17
-#: the IR version of opset 17 (onnx 1.12): every onnxruntime since 1.12 loads it
+#: the IR version of onnx 1.12, the release that brought opset 17: a runtime that runs opset 17 reads it
 IR_VERSION = 8
 INPUT = "input"
 ROWS = "rows"  # the symbolic batch dimension

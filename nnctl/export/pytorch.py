@@ -42,7 +42,7 @@ def loading_source(inference: Inference, source: str, path: Path) -> str:
             f"model.load_state_dict(load_file({str(path)!r}), strict=True)",
             "model.eval()",
             f"# input: {describe_input(inference)}",
-            *(["# (shift, scale and rotation: the JSON in the file's metadata 'preprocessing')"] if inference.normalize != "none" else []),
+            *([f"# ({', '.join(inference.preprocess)}: JSON in the file's metadata 'preprocessing')"] if inference.preprocess else []),
             f"# output: {describe_decision(inference)}",
             "",
         ]
