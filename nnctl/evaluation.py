@@ -91,9 +91,7 @@ def restore(target: str | Path, which: str | None = None) -> Restored:
         raise NnctlError(f"{checkpoint}: the checkpoint's metadata lacks n_features/task (written by another version?)") from None
     model = build.build_model(config, n_features, config.seed)
     model.load_state_dict(model_state(arrays, model, checkpoint))
-    preprocessor = Preprocessor(
-        config.data.normalize, {name.removeprefix("preprocess/"): a for name, a in arrays.items() if name.startswith("preprocess/")}
-    )
+    preprocessor = Preprocessor(config.data.normalize, preprocess_state(arrays, config.data.normalize, n_features, checkpoint))
     head = Head(task, config.loss, build.output_units(config.model, n_features), classic=config.is_classic)
     return Restored(loaded, model, preprocessor, head, checkpoint, meta)
 
@@ -116,6 +114,29 @@ def model_state(arrays: dict[str, np.ndarray], model: Sequential, checkpoint: Pa
     ]
     if problems:
         raise NnctlError(f"{checkpoint}: does not match the config's model: {'; '.join(problems)}")
+    return state
+
+
+#: the arrays each normalization is fitted to (``data.preprocess``)
+PREPROCESS_ARRAYS = {"none": (), "standard": ("shift", "scale"), "minmax": ("shift", "scale"), "pca_whiten": ("shift", "rotation", "scale")}
+
+
+def preprocess_state(arrays: dict[str, np.ndarray], kind: str, n_features: int, checkpoint: Path) -> dict[str, np.ndarray]:
+    """The ``preprocess/`` arrays of a checkpoint, checked against the normalization its config names and the
+    model's inputs: shift and scale of one value per input, pca_whiten's rotation square."""
+    state = {name.removeprefix("preprocess/"): value for name, value in arrays.items() if name.startswith("preprocess/")}
+    shapes = {"shift": (n_features,), "scale": (n_features,), "rotation": (n_features, n_features)}
+    expected = {name: shapes[name] for name in PREPROCESS_ARRAYS[kind]}
+    problems = [f"preprocess/{name} missing" for name in expected if name not in state]
+    problems += [f"preprocess/{name} unexpected" for name in state if name not in expected]
+    problems += [
+        f"preprocess/{name} has shape {state[name].shape}, the model needs {shape}"
+        for name, shape in expected.items()
+        if name in state and state[name].shape != shape
+    ]
+    problems += [f"preprocess/{name} has dtype {state[name].dtype}, not a float array" for name in expected if name in state and state[name].dtype.kind != "f"]
+    if problems:
+        raise NnctlError(f"{checkpoint}: does not match the config's normalize: {kind}: {'; '.join(problems)}")
     return state
 
 
