@@ -197,8 +197,8 @@ def test_the_cases_cover_every_activation_layer_and_normalization():
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
-    """A run with a best checkpoint (by validation loss) beside its last one."""
-    overrides = ["training.epochs=4", "data.val_fraction=0.2", "training.select_best={monitor: val_loss}"]
+    """A run with a best checkpoint (by validation loss) beside its last one, and standard normalization."""
+    overrides = ["training.epochs=4", "data.val_fraction=0.2", "training.select_best={monitor: val_loss}", "data.normalize=standard"]
     return train("spiral.yaml", overrides, tmp_path_factory.mktemp("export") / "runs")
 
 
@@ -288,11 +288,11 @@ def test_runs_without_the_checkpoint(run, tmp_path):
 
 
 def forged(run: Path, folder: Path, change) -> Path:
-    """A copy of the run's last checkpoint with its metadata changed by ``change(meta)``."""
+    """A copy of the run's last checkpoint with its arrays or metadata changed by ``change(arrays, meta)``."""
     from nnctl.runs import load_checkpoint, save_checkpoint
 
     arrays, meta = load_checkpoint(run / "checkpoints" / "last.npz")
-    change(meta)
+    change(arrays, meta)
     path = folder / "forged.npz"
     save_checkpoint(path, arrays, meta)
     return path
@@ -306,10 +306,13 @@ def test_corrupt_and_forged_checkpoints(run, tmp_path):
     np.savez(pickled, **{"model/layers.0.weight": np.array([{"a": 1}], dtype=object)})
     clean_error(nnctl_in_process("export", pickled, "-f", "safetensors"), str(pickled))
     changes = {
-        "three class names": (lambda meta: meta.update(class_names=["a", "b", "c"]), "names 3 classes for a model of 2 class outputs"),
-        "an unknown feature": (lambda meta: meta.update(playground_features=["x1", "x3"]), "unknown Playground feature 'x3'"),
-        "no input columns": (lambda meta: meta.pop("input_columns"), "does not list the columns its model reads"),
-        "three input columns": (lambda meta: meta.update(input_columns=["a", "b", "c"]), "a Playground model reads the columns x1, x2, not a, b, c"),
+        "three class names": (lambda arrays, meta: meta.update(class_names=["a", "b", "c"]), "names 3 classes for a model of 2 class outputs"),
+        "an unknown feature": (lambda arrays, meta: meta.update(playground_features=["x1", "x3"]), "unknown Playground feature 'x3'"),
+        "no input columns": (lambda arrays, meta: meta.pop("input_columns"), "does not list the columns its model reads"),
+        "three input columns": (lambda arrays, meta: meta.update(input_columns=["a", "b", "c"]), "a Playground model reads the columns x1, x2, not a, b, c"),
+        "a weight of another shape": (lambda arrays, meta: arrays.update({"model/layers.0.weight": np.ones((3, 16), np.float32)}), "layers.0.weight has shape (3, 16)"),
+        "no normalization shift": (lambda arrays, meta: arrays.pop("preprocess/shift"), "normalize: standard: preprocess/shift missing"),
+        "a shift of three values": (lambda arrays, meta: arrays.update({"preprocess/shift": np.zeros(3, np.float32)}), "preprocess/shift has shape (3,), the model needs (2,)"),
     }
     for change, message in changes.values():
         path = forged(run, tmp_path, change)

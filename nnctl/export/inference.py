@@ -75,7 +75,7 @@ def describe(restored: Restored) -> Inference:
         input_columns=list(columns),
         features=list(features) if features is not None and features != columns else None,  # x1, x2 alone: nothing to compute
         normalize=restored.preprocessor.kind,
-        preprocess=dict(restored.preprocessor.arrays),
+        preprocess={name: value.astype(np.float32) for name, value in restored.preprocessor.arrays.items()},  # as training writes them
         layers=restored.model.layers,
         task=head.task,
         class_names=class_names,
