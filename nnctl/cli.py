@@ -328,6 +328,25 @@ def predict_command(
         print(f"targets found in {input_file.name}: {score}", file=sys.stderr)
 
 
+@app.command("export")
+@report_errors
+def export_command(
+    run: Path = typer.Argument(..., metavar="RUN", help="A run folder (or RUNS/NAME@latest: the newest run of NAME), or a checkpoint .npz file."),
+    format_: str = typer.Option(..., "--format", "-f", metavar="[onnx|safetensors]", help="ONNX graph (needs the onnx extra) or PyTorch weights (the safetensors extra)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="The file to write (default: beside the checkpoint, e.g. RUN/checkpoints/last.onnx)."),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", metavar="[last|best]", help="A run folder's checkpoint (default: the one its test metrics were scored with)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
+):
+    """Export a trained model, with its preprocessing: ONNX, or safetensors for PyTorch (prints the torch.nn.Sequential that loads it)."""
+    from nnctl.export import export
+    from nnctl.runref import resolve_run
+
+    exported = export(resolve_run(run), format_, out, checkpoint, force)
+    if exported.source is not None:
+        sys.stdout.write(exported.source)
+    print(f"wrote {exported.path}", file=sys.stderr)
+
+
 data_app = typer.Typer(cls=HelpGroup, help="Datasets: download them, look at them.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 

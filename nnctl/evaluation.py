@@ -31,10 +31,16 @@ class Restored:
 CHECKPOINTS = ("checkpoints/last.npz", "checkpoints/best.npz")
 
 
-def find_checkpoint(run_dir: Path) -> Path:
-    """The checkpoint summary.json's test metrics were computed with; without a summary (a run still going,
-    or killed), the final weights (last.npz)."""
+def find_checkpoint(run_dir: Path, which: str | None = None) -> Path:
+    """``checkpoints/<which>.npz`` (last or best) when asked for; by default the checkpoint summary.json's
+    test metrics were computed with, and without a summary (a run still going, or killed), the final weights
+    (last.npz)."""
     run = RunFolder(run_dir)
+    if which is not None:
+        if not run.checkpoint(which).is_file():
+            why = " (a best checkpoint is kept with training.select_best or early_stopping.restore_best)" if which == "best" else ""
+            raise NnctlError(f"{run_dir}: the run has no checkpoints/{which}.npz{why}")
+        return run.checkpoint(which)
     summary = run.read_summary()
     if summary is not None and "checkpoint" in summary:
         if summary["checkpoint"] not in CHECKPOINTS:
@@ -58,19 +64,21 @@ def check_run_config(run_dir: Path, trained: LoadedConfig) -> None:
         )
 
 
-def restore(target: str | Path) -> Restored:
-    """From a run folder (its chosen checkpoint) or a checkpoint file, always with the config the checkpoint
-    was trained with (embedded in it).  Needs no training data: the checkpoint's metadata says what the
-    inputs and outputs are."""
+def restore(target: str | Path, which: str | None = None) -> Restored:
+    """From a run folder (its chosen checkpoint, or ``which``: last or best) or a checkpoint file, always with
+    the config the checkpoint was trained with (embedded in it).  Needs no training data: the checkpoint's
+    metadata says what the inputs and outputs are."""
     target = Path(target)
     if target.is_dir():
         if not is_run_dir(target):
             raise NnctlError(f"{target}: not a run folder (no run.json and config.yaml); give a run folder or a .npz checkpoint")
-        checkpoint = find_checkpoint(target)
+        checkpoint = find_checkpoint(target, which)
         arrays, meta = load_checkpoint(checkpoint)
         loaded = checkpoint_config(checkpoint, meta)
         check_run_config(target, loaded)
     elif target.is_file():
+        if which is not None:
+            raise NnctlError(f"{target}: is a checkpoint file already; choosing one ({which}) needs a run folder")
         checkpoint = target
         arrays, meta = load_checkpoint(checkpoint)
         loaded = checkpoint_config(checkpoint, meta)
@@ -83,9 +91,7 @@ def restore(target: str | Path) -> Restored:
         raise NnctlError(f"{checkpoint}: the checkpoint's metadata lacks n_features/task (written by another version?)") from None
     model = build.build_model(config, n_features, config.seed)
     model.load_state_dict(model_state(arrays, model, checkpoint))
-    preprocessor = Preprocessor(
-        config.data.normalize, {name.removeprefix("preprocess/"): a for name, a in arrays.items() if name.startswith("preprocess/")}
-    )
+    preprocessor = Preprocessor(config.data.normalize, preprocess_state(arrays, config.data.normalize, n_features, checkpoint))
     head = Head(task, config.loss, build.output_units(config.model, n_features), classic=config.is_classic)
     return Restored(loaded, model, preprocessor, head, checkpoint, meta)
 
@@ -108,6 +114,29 @@ def model_state(arrays: dict[str, np.ndarray], model: Sequential, checkpoint: Pa
     ]
     if problems:
         raise NnctlError(f"{checkpoint}: does not match the config's model: {'; '.join(problems)}")
+    return state
+
+
+#: the arrays each normalization is fitted to (``data.preprocess``)
+PREPROCESS_ARRAYS = {"none": (), "standard": ("shift", "scale"), "minmax": ("shift", "scale"), "pca_whiten": ("shift", "rotation", "scale")}
+
+
+def preprocess_state(arrays: dict[str, np.ndarray], kind: str, n_features: int, checkpoint: Path) -> dict[str, np.ndarray]:
+    """The ``preprocess/`` arrays of a checkpoint, checked against the normalization its config names and the
+    model's inputs: shift and scale of one value per input, pca_whiten's rotation square."""
+    state = {name.removeprefix("preprocess/"): value for name, value in arrays.items() if name.startswith("preprocess/")}
+    shapes = {"shift": (n_features,), "scale": (n_features,), "rotation": (n_features, n_features)}
+    expected = {name: shapes[name] for name in PREPROCESS_ARRAYS[kind]}
+    problems = [f"preprocess/{name} missing" for name in expected if name not in state]
+    problems += [f"preprocess/{name} unexpected" for name in state if name not in expected]
+    problems += [
+        f"preprocess/{name} has shape {state[name].shape}, the model needs {shape}"
+        for name, shape in expected.items()
+        if name in state and state[name].shape != shape
+    ]
+    problems += [f"preprocess/{name} has dtype {state[name].dtype}, not a float array" for name in expected if name in state and state[name].dtype.kind != "f"]
+    if problems:
+        raise NnctlError(f"{checkpoint}: does not match the config's normalize: {kind}: {'; '.join(problems)}")
     return state
 
 

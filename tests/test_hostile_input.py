@@ -399,6 +399,16 @@ def checkpoint_meta_without_class_names(tmp, trained):
 
 
 @case("checkpoints")
+def checkpoint_with_normalization_arrays_its_config_does_not_name(tmp, trained):
+    path = tampered_checkpoint(tmp, trained)
+    with np.load(path) as checkpoint:
+        arrays = {name: checkpoint[name] for name in checkpoint.files}
+    np.savez(path, **arrays, **{"preprocess/shift": np.zeros(3, np.float32)})
+    (tmp / "in.csv").write_text(CSV)
+    return ["predict", path, tmp / "in.csv"], ["c.npz", "normalize: none: preprocess/shift unexpected"]
+
+
+@case("checkpoints")
 def checkpoint_meta_nested_json_bomb(tmp, trained):
     path = tampered_checkpoint(tmp, trained)
     with np.load(path) as checkpoint:

@@ -50,7 +50,7 @@ def test_help_imports_no_heavy_optional_package():
         "except SystemExit:\n"
         "    pass\n"
         "import json\n"
-        "heavy = ['matplotlib', 'dask', 'distributed', 'optuna', 'torch', 'sklearn']\n"
+        "heavy = ['matplotlib', 'dask', 'distributed', 'optuna', 'torch', 'sklearn', 'onnx', 'onnxruntime', 'safetensors']\n"
         "print(json.dumps([name for name in heavy if name in sys.modules]))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
