@@ -123,7 +123,7 @@ class SweepConfig(Strict):
     metric: str = Field(
         "test_accuracy", description="the summary.json number to rank by: test_*, val_*, train_*, epochs_run, train_seconds_total"
     )
-    mode: Literal["max", "min"] | None = Field(None, description="default: max for accuracy and r2, else min")
+    mode: Literal["max", "min"] | None = Field(None, description="whether the metric is best at its max or min; default: max for accuracy and r2, else min")
     parameters: dict[str, ParameterSpec] = Field(
         min_length=1,
         description="a key path of the base config (optimizer.lr): a list of values, or (random, tpe) a distribution",
