@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import yaml
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
     Discriminator,
     Tag,
     Field,
+    GetPydanticSchema,
     PositiveInt,
     ValidationError,
     model_serializer,
@@ -294,6 +295,11 @@ class ActivationConfig(ActivationParams):
     def _dump(self):
         return {"name": self.name, **self.params} if self.params else self.name
 
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler) -> dict:
+        """The JSON Schema (``nnctl schema``) of what ``_from_name`` accepts: a bare name, or the mapping."""
+        return {"anyOf": [{"type": "string", "enum": list(get_args(ActivationName))}, handler(core_schema)]}
+
 
 class DenseLayer(Strict):
     """y = f(x W + b)."""
@@ -537,6 +543,12 @@ LRSchedule = Annotated[
 ]
 
 
+def _or_a_bare_tag(core_schema, handler) -> dict:
+    """The JSON Schema (``nnctl schema``) of a discriminated union that a before-validator also accepts as just
+    its tag: ``lr_schedule: cosine`` for ``{type: cosine}``."""
+    return {"anyOf": [{"type": "string", "enum": list(core_schema["choices"])}, handler(core_schema)]}
+
+
 MonitorMode = Literal["auto", "min", "max"]
 
 
@@ -567,7 +579,7 @@ class TrainingConfig(Strict):
     batch_size: PositiveInt = Field(32, description="rows per minibatch")
     shuffle: bool = Field(True, description="a new seeded order of the training rows every epoch")
     checkpoint_every: PositiveInt = Field(10, description="write checkpoints/last.npz every N epochs (and at the end)")
-    lr_schedule: LRSchedule = Field(
+    lr_schedule: Annotated[LRSchedule, GetPydanticSchema(get_pydantic_json_schema=_or_a_bare_tag)] = Field(
         ConstantLR(type="constant"), description="stepped once per epoch: a type (cosine) or a mapping with its parameters"
     )
     early_stopping: EarlyStopping | None = Field(None, description="stop when a metric stops improving; default: train every epoch")
