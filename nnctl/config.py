@@ -229,7 +229,7 @@ class ImageData(DataCommon):
 
     dataset: Literal["mnist", "fashion-mnist"] = Field(description="MNIST or Fashion-MNIST (download with nnctl data fetch)")
     path: str | None = Field(None, description="folder of the IDX files; default: the cache of `nnctl data fetch`")
-    val_fraction: Fraction = Field(0.0, description="of the training images")
+    val_fraction: Fraction = Field(0.0, description="fraction of the training images held out for validation")
     train_samples: PositiveInt | None = Field(None, description="use only this many training images (a seeded sample)")
     test_samples: PositiveInt | None = Field(None, description="use only the first this many test images")
 
@@ -324,7 +324,9 @@ class MaxoutLayer(Strict):
 class DropoutLayer(Strict):
     """Inverted dropout (slide 11); ``rate`` is the probability of dropping a unit."""
 
-    type: Literal["dropout"] = Field(description="dropout: x 1/(1 - rate) in training, identity in evaluation")
+    type: Literal["dropout"] = Field(
+        description="dropout: drops units at random and scales the rest by 1/(1 - rate) in training; identity in evaluation"
+    )
     rate: Annotated[float, Field(ge=0, lt=1)] = Field(0.5, description="probability of dropping a unit")
 
 
@@ -359,7 +361,7 @@ class MLPModel(Strict):
 
     type: Literal["mlp"] = Field("mlp", description="mlp: a network trained by backpropagation")
     init: InitName = Field(
-        "xavier_uniform", description="every layer's initialisation; uniform is the Playground's U(-0.5, 0.5), torch nn.Linear's default"
+        "xavier_uniform", description="every layer's initialisation; uniform: the Playground's U(-0.5, 0.5); torch: nn.Linear's default"
     )
     layers: Annotated[list[LayerConfig], Field(min_length=1)] = Field(description="the layers, from the inputs to the outputs")
     regularization: Regularization = Field(
