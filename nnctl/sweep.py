@@ -589,8 +589,10 @@ class DaskExecutor:
 
 
 #: population: auto stacks trials whose largest product per batch (rows x inputs x units of the widest layer)
-#: is at most this many multiply-adds: a Playground-size network (10 x 8 x 8 = 640), not an MNIST-size one
-POPULATION_AUTO_WORK = 32_768
+#: is at most this many multiply-adds.  Measured (benchmarks/population.py, 16 members 2-w-w-2 at batch 10):
+#: stacked 2.0x faster at 163 840 (w = 128), 0.95x at 655 360 (w = 256); an MNIST-size network (128 x 784 x
+#: 256, about 25 million) gains nothing and trains alone
+POPULATION_AUTO_WORK = 262_144
 #: the most members one population process trains
 MAX_POPULATION = 256
 
