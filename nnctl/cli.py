@@ -448,7 +448,7 @@ def sweep(
     import signal
 
     from nnctl import console
-    from nnctl import sweep as sweeps
+    from nnctl import sweeps
 
     if executor not in (None, "local", "dask"):
         raise NnctlError(f"--executor: {executor!r} is not allowed; allowed: local, dask")
