@@ -28,6 +28,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -96,13 +97,17 @@ ParameterSpec = Annotated[
 ]  # one error for a bad spec: a mapping is a distribution, anything else a list of values
 
 
+EXECUTORS = ("local", "dask")
+POPULATION_MODES = ("auto", "on", "off")
+
+
 class Executor(Strict):
     """Where the trials run: local worker processes, or a Dask cluster."""
 
-    type: Literal["local", "dask"] = Field("local", description="local: worker processes on this machine; dask: a Dask cluster")
+    type: Literal[EXECUTORS] = Field("local", description="local: worker processes on this machine; dask: a Dask cluster")
     workers: PositiveInt = Field(1, description="trials run at a time by the local executor, one BLAS thread each")
     address: str | None = Field(None, description="dask: the scheduler, e.g. tcp://host:8786")
-    population: Literal["auto", "on", "off"] = Field(
+    population: Literal[POPULATION_MODES] = Field(
         "auto", description="train the trials of one network shape as one population in one process: auto (small networks), on, off"
     )
 
@@ -701,7 +706,15 @@ class SweepResult:
 
     @property
     def failed(self) -> list[dict]:
-        return [record for record in self.outcomes.values() if record["event"] not in ("completed", "pruned")]
+        """The trials that did not complete; when a signal stopped the sweep, only those that failed or diverged
+        (the ones it stopped or never started are not failures: they run on --resume)."""
+        ended = [record for record in self.outcomes.values() if record["event"] not in ("completed", "pruned")]
+        return ended if self.interrupted is None else [record for record in ended if record["event"] in ("failed", "diverged")]
+
+    def stopped_message(self, sweep: Sweep, command: list[str]) -> str:
+        """What an interrupted sweep tells: how far it got, and the ``command`` that continues it."""
+        done, total, unit = progress_counts(sweep, self.outcomes)
+        return f"sweep stopped; {done} of {total} {unit} done; continue with: {shlex.join(command)}"
 
 
 def progress_counts(sweep: Sweep, outcomes: dict[str, dict]) -> tuple[int, int, str]:
