@@ -47,6 +47,7 @@ from pydantic import Discriminator, Field, PositiveInt, Tag, model_validator
 from nnctl.config import (
     ExperimentConfig,
     Strict,
+    config_from_text,
     did_you_mean,
     flatten,
     load_config,
@@ -156,19 +157,27 @@ class SweepConfig(Strict):
 @dataclass
 class Sweep:
     config: SweepConfig
-    source: Path  # the sweep file, or the base config of a one-line sweep
-    base_path: Path
+    base_path: Path | None  # the base config's file; None until run_sweep writes base_text into the sweep folder
     base: ExperimentConfig
+    #: the resolved base config, when it was given as data rather than as a file (a dict, from the Python API):
+    #: run_sweep writes it into the new sweep folder as base.yaml, the file the trials train from
+    base_text: str | None = None
 
 
 def load_sweep(path: Path, overrides: list[str] = ()) -> Sweep:
     data, locations = read_yaml(path)
+    return sweep_from_data(data, locations, Path(path).parent, overrides)
+
+
+def sweep_from_data(data: Any, locations: Locations, base_dir: Path, overrides: list[str] = (), base_text: str | None = None) -> Sweep:
+    """A sweep from the data of a sweep file, whose ``base`` is relative to ``base_dir``; with ``base_text``, the
+    base config itself (``base`` then names the file it becomes in the sweep folder)."""
     if not isinstance(data, dict):
-        raise ConfigError([f"{path}: a sweep file must be a mapping of keys (base, parameters, ...)"])
+        raise ConfigError([f"{locations.source}: a sweep file must be a mapping of keys (base, parameters, ...)"])
     config = validate_section(SweepConfig, data, locations)
     config.overrides = [*config.overrides, *overrides]
-    base_path = (Path(path).parent / config.base).resolve()
-    return _checked(Sweep(config, Path(path), base_path, None), locations)
+    base_path = None if base_text is not None else (Path(base_dir) / config.base).resolve()
+    return _checked(Sweep(config, base_path, None, base_text), locations)
 
 
 def one_line_sweep(base: Path, params: list[str], seeds: str | None, overrides: list[str], metric=None, mode=None) -> Sweep:
@@ -194,9 +203,7 @@ def one_line_sweep(base: Path, params: list[str], seeds: str | None, overrides: 
         data["metric"] = metric
     if mode:
         data["mode"] = mode
-    locations = Locations("command line")
-    config = validate_section(SweepConfig, data, locations)
-    return _checked(Sweep(config, Path(base), Path(base).resolve(), None), locations)
+    return sweep_from_data(data, Locations("command line"), Path.cwd())
 
 
 def _checked(sweep: Sweep, locations: Locations) -> Sweep:
@@ -204,9 +211,12 @@ def _checked(sweep: Sweep, locations: Locations) -> Sweep:
     number of trials must be sane and no trial may appear twice (two would share one folder)."""
     config = sweep.config
     _check_size(config, locations)
-    if not sweep.base_path.is_file():
+    if sweep.base_text is not None:
+        sweep.base = config_from_text(sweep.base_text, locations.place(("base",)), config.overrides).config
+    elif not sweep.base_path.is_file():
         raise NnctlError(f"{locations.place(('base',))}: base: {sweep.base_path} not found")
-    sweep.base = load_config(sweep.base_path, config.overrides).config
+    else:
+        sweep.base = load_config(sweep.base_path, config.overrides).config
     known = flatten(sweep.base.to_dict())
     for path in config.parameters:
         parts = path.split(".")
@@ -750,6 +760,9 @@ def run_sweep(
     else:
         folder = create_run_dir(Path(out_dir) / "sweeps", config.name)
         os.rmdir(folder / "checkpoints")
+        if sweep.base_text is not None:
+            sweep.base_path = folder / "base.yaml"
+            atomic_write_text(sweep.base_path, sweep.base_text)
         resolved = {**config.model_dump(mode="json"), "base": str(sweep.base_path)}
         atomic_write_text(folder / "sweep.yaml", yaml.safe_dump(resolved, sort_keys=False))
     (folder / "trials").mkdir(exist_ok=True)
