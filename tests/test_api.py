@@ -293,7 +293,7 @@ def test_sweep_errors_are_the_cli_errors(tmp_path):
 # ------------------------------------------------------------------------------------------ signals
 
 INTERRUPTED = """
-import json, signal, sys
+import json, pathlib, signal, sys
 import nnctl
 
 def mine(signum, frame):
@@ -302,7 +302,7 @@ def mine(signum, frame):
 signal.signal(signal.SIGINT, mine)
 signal.signal(signal.SIGTERM, mine)
 out, settings = sys.argv[1], json.loads(sys.argv[2])
-quick = nnctl.train(sys.argv[3], {"training.epochs": 2}, out=out + "/quick")
+nnctl.train(sys.argv[3], {"training.epochs": 2}, out=out + "/quick")
 report = {"kept": signal.getsignal(signal.SIGINT) is mine and signal.getsignal(signal.SIGTERM) is mine}
 print("ready", flush=True)
 try:
@@ -310,29 +310,38 @@ try:
 except KeyboardInterrupt as exc:
     report["interrupt"] = str(exc)
 report["kept_after"] = signal.getsignal(signal.SIGINT) is mine and signal.getsignal(signal.SIGTERM) is mine
-(run,) = [nnctl.load(path) for path in __import__("pathlib").Path(out, "slow").iterdir()]
+(run,) = [nnctl.load(path) for path in pathlib.Path(out, "slow").iterdir()]
 report["status"] = run.status
 report["resumed"] = run.resume().summary["epochs_run"]
+print("ready", flush=True)
+report["after_sigterm"] = nnctl.train(sys.argv[3], settings, out=out + "/slow2").status  # returned, not raised
 print(json.dumps(report), flush=True)
 """
 
 
-def test_ctrl_c_stops_at_a_checkpoint_raises_keyboard_interrupt_and_resumes(tmp_path):
-    script = tmp_path / "script.py"
-    script.write_text(textwrap.dedent(INTERRUPTED))
-    settings = {"training.epochs": 30, "data.samples": 2000, "training.checkpoint_every": 1}
-    process = subprocess.Popen([sys.executable, script, tmp_path, json.dumps(settings), SPIRAL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert process.stdout.readline().strip() == "ready"
+def wait_for_rows(folder: Path, rows: int = 2) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        logs = list((tmp_path / "slow").glob("*/metrics.jsonl"))
-        if logs and len(read_jsonl(logs[0])) >= 2:
-            break
+        logs = list(folder.glob("*/metrics.jsonl"))
+        if logs and len(read_jsonl(logs[0])) >= rows:
+            return
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
+    raise AssertionError(f"no run in {folder} trained {rows} epochs")
+
+
+def test_ctrl_c_stops_at_a_checkpoint_raises_keyboard_interrupt_and_resumes_sigterm_returns(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(INTERRUPTED))
+    settings = {"training.epochs": 200, "data.samples": 2000, "training.checkpoint_every": 1}  # seconds: the signal comes first
+    process = subprocess.Popen([sys.executable, script, tmp_path, json.dumps(settings), SPIRAL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for folder, signum in (("slow", signal.SIGINT), ("slow2", signal.SIGTERM)):
+        if process.stdout.readline().strip() != "ready":
+            raise AssertionError(process.communicate(timeout=60)[1])
+        wait_for_rows(tmp_path / folder)
+        process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr
     report = json.loads(stdout)
     assert report["kept"] and report["kept_after"]
     assert re.match(r"SIGINT: stopped in epoch \d+.* and saved a checkpoint; continue with: nnctl resume .*\(from Python: nnctl.load\(.*\)\.resume\(\)\)$", report["interrupt"])
-    assert report["status"] == "interrupted" and report["resumed"] == 30
+    assert report["status"] == "interrupted" and report["resumed"] == 200 and report["after_sigterm"] == "interrupted"
