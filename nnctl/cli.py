@@ -16,7 +16,7 @@ from typing import List, Optional
 import typer
 from typer.core import TyperGroup
 
-from nnctl.errors import NnctlError
+from nnctl.errors import NnctlError, from_os_error, one_of
 
 
 def _tidy_help(params: list) -> list:
@@ -90,8 +90,8 @@ def report_errors(command):
             print("interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
         except OSError as exc:  # a full disk, a read-only folder: the file and the reason, not a traceback
-            where = f"{exc.filename}: " if exc.filename else ""
-            raise fail(f"{where}{exc.strerror or exc}", 1, json_output) from None
+            error = from_os_error(exc)
+            raise fail(str(error), error.exit_code, json_output) from None
 
     return wrapper
 
@@ -201,12 +201,11 @@ def eval_command(
 ):
     """Score a run's checkpoint on a data split, recomputed exactly as in training."""
     from nnctl import console
-    from nnctl.evaluation import evaluate_split, restore
+    from nnctl.evaluation import SPLITS, evaluate_split, restore
     from nnctl.runref import resolve_run
 
     run = resolve_run(run)
-    if split not in ("test", "val", "train"):
-        raise NnctlError(f"--split: {split!r} is not allowed; allowed: test, val, train")
+    one_of("--split", split, SPLITS)
     restored = restore(run)
     metrics = evaluate_split(restored, split)
     if json_output:
@@ -444,16 +443,14 @@ def sweep(
 
     Ctrl-C (or SIGTERM) stops the sweep: the running trials stop and are recorded as interrupted, and the
     command prints how to continue (nnctl sweep --resume FOLDER) and exits 130 (143 for SIGTERM)."""
-    import shlex
     import signal
 
-    from nnctl import console
-    from nnctl import sweep as sweeps
+    from nnctl import console, sweeps
 
-    if executor not in (None, "local", "dask"):
-        raise NnctlError(f"--executor: {executor!r} is not allowed; allowed: local, dask")
-    if population not in (None, "auto", "on", "off"):
-        raise NnctlError(f"--population: {population!r} is not allowed; allowed: auto, on, off")
+    if executor is not None:
+        one_of("--executor", executor, sweeps.EXECUTORS)
+    if population is not None:
+        one_of("--population", population, sweeps.POPULATION_MODES)
     if file is None and resume_dir is None:
         raise NnctlError("give a sweep file (or an experiment config with -p), or --resume SWEEP_FOLDER")
     if resume_dir is not None:
@@ -469,25 +466,22 @@ def sweep(
         spec, out, resume_dir=resume_dir, workers=workers, executor_type=executor, address=address,
         fail_fast=fail_fast, progress=reporter.trial, population=population,
     )  # fmt: skip
-    # stopped by a signal: the trials it stopped or never started are not failures, they run on --resume
-    failed = [record for record in result.failed if result.interrupted is None or record["event"] in ("failed", "diverged")]
     if json_output:
-        report = {"sweep_dir": str(result.folder), "trials": len(result.outcomes), "failed": len(failed), "leaderboard": result.rows}
+        report = {"sweep_dir": str(result.folder), "trials": len(result.outcomes), "failed": len(result.failed), "leaderboard": result.rows}
         if result.interrupted is not None:
             report["interrupted"] = signal.Signals(result.interrupted).name
         print(console.json_line(report))
     else:
         console.print_leaderboard(spec, result)
-    for record in failed:
+    for record in result.failed:
         print(f"error: trial {record['trial']} ({record['event']}): {record.get('error', 'did not finish')} [{record.get('run_dir', '')}]", file=sys.stderr)
     if result.interrupted is not None:
-        done, total, unit = sweeps.progress_counts(spec, result.outcomes)
         command = ["nnctl", "sweep", "--resume", str(result.folder)]
         command += [*(["--workers", str(workers)] if workers else []), *(["--executor", executor] if executor else [])]
         command += [*(["--address", address] if address else []), *(["--fail-fast"] if fail_fast else [])]
-        print(f"interrupted: sweep stopped; {done} of {total} {unit} done; continue with: {shlex.join(command)}", file=sys.stderr)
+        print(f"interrupted: {result.stopped_message(spec, command)}", file=sys.stderr)
         raise typer.Exit(128 + result.interrupted)
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(1 if result.failed else 0)
 
 
 runs_app = typer.Typer(cls=HelpGroup, help="List and compare run folders.", no_args_is_help=True)

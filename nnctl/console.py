@@ -82,14 +82,19 @@ def print_results(metrics: dict, run_dir: Path | None, title: str) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
-        if key == "train_seconds_total" and isinstance(value, (int, float)):
-            value = f"{value:.2f} s"
-        elif isinstance(value, float):
-            value = f"{value:.4f}"
-        table.add_row(key, "" if value is None else str(value))
+        table.add_row(key, metric_text(key, value))
     console.print(table)
     if run_dir is not None:
         console.print(f"run folder: {run_dir}", highlight=False, soft_wrap=True)
+
+
+def metric_text(key: str, value) -> str:
+    """A value of a results table: metrics to 4 decimals, the training time in seconds, nothing for None."""
+    if key == "train_seconds_total" and isinstance(value, (int, float)):
+        return f"{value:.2f} s"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
 
 
 def json_line(obj) -> str:

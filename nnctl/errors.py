@@ -26,3 +26,15 @@ class ConfigError(NnctlError):
     def __init__(self, messages: list[str]):
         super().__init__("\n".join(messages))
         self.messages = messages
+
+
+def one_of(name: str, value, allowed: tuple[str, ...]) -> None:
+    """Refuse a value outside ``allowed``, naming the option or argument it was given as."""
+    if value not in allowed:
+        raise NnctlError(f"{name}: {value!r} is not allowed; allowed: {', '.join(allowed)}")
+
+
+def from_os_error(exc: OSError) -> NnctlError:
+    """An OSError (a full disk, a read-only folder) as a user error: the file and the reason, on one line."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    return NnctlError(f"{where}{exc.strerror or exc}", EXIT_FAILED)

@@ -140,6 +140,9 @@ def preprocess_state(arrays: dict[str, np.ndarray], kind: str, n_features: int, 
     return state
 
 
+SPLITS = ("test", "val", "train")
+
+
 def evaluate_split(restored: Restored, split_name: str) -> dict:
     """Recompute the split exactly as training did (same data seed) and score the model on it."""
     data = load_data(restored.loaded)

@@ -592,7 +592,7 @@ def sweep_figure(folder: Path, metric: str | None = None) -> "Figure":
     one panel per parameter; the points that share the other parameters' values are joined by a line."""
     import csv
 
-    from nnctl.sweep import load_sweep_dir
+    from nnctl.sweeps import load_sweep_dir
 
     config = load_sweep_dir(folder).config
     metric = metric or config.metric
@@ -643,7 +643,7 @@ def plot(paths: Sequence[str | Path], out: str | Path | None = None, metric: str
     """``nnctl plot``: draw the runs' figure and write it to ``out`` (default: ``<run>/plot.png`` for one
     run, ``plot.png`` in the current folder for several; ``<sweep>/plot.png`` for a sweep folder).
     Returns the path written."""
-    from nnctl.sweep import is_sweep_dir
+    from nnctl.sweeps import is_sweep_dir
 
     require_matplotlib()
     if out is not None and Path(out).suffix.lower() != ".png":

@@ -28,67 +28,76 @@ class Predictions:
 
 
 def read_inputs(restored: Restored, path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Raw feature rows (and targets, when the file has them) in the model's input layout."""
+    """The rows of a CSV or NPZ file in the model's input layout (``model_inputs``), and their targets when the
+    file has them."""
     meta = restored.meta
-    n_features = meta["n_features"]
-    unknown = sorted(set(meta.get("playground_features") or ()) - set(playground.FEATURE_FUNCTIONS))
-    if unknown:
-        raise NnctlError(f"{restored.checkpoint}: not a valid checkpoint: unknown Playground feature {unknown[0]!r}")
-    image_shape = tuple(meta["image_shape"]) if meta.get("image_shape") else None
     if path.suffix.lower() == ".npz":
         data = restored.loaded.config.data
         x_key = getattr(data, "x", "x")
         _, names = files.read_npz_arrays(path, [])  # the names only: nothing is read yet
         y_key = next((name for name in (target, getattr(data, "y", None), *TARGET_NAMES) if name in names and name != x_key), None)
         table = files.read_npz(path, x_key, y_key)
-        if table.x.ndim == 3:
-            height, width = table.x.shape[1:]
-            if image_shape is None:
-                raise NnctlError(
-                    f"{path}: array {x_key!r} has shape {table.x.shape}: images, but the model was trained on rows of "
-                    f"{n_features} features; give an array of shape (rows, {n_features})"
-                )
-            if (height, width) != image_shape:
-                raise NnctlError(
-                    f"{path}: array {x_key!r} holds images of {height}x{width} pixels; the model was trained on "
-                    f"{image_shape[0]}x{image_shape[1]}"
-                )
-        x, y = table.x.reshape(len(table.x), -1), (table.y if y_key else None)
-        if meta.get("playground_features") is not None and x.shape[1] == 2:  # raw points (x1, x2)
-            x = playground.make_features(x.astype(np.float64), meta["playground_features"])
-    else:
-        columns = meta.get("input_columns")
-        if not columns:
-            raise NnctlError(f"{restored.checkpoint}: the checkpoint does not list the columns its model reads; predict from an .npz file")
-        delimiter = getattr(restored.loaded.config.data, "delimiter", ",")
-        header = files.read_csv_header(path, delimiter)
-        present, wanted = set(header), set(columns)
-        missing = [name for name in columns if name not in present]
-        if missing:
+        return model_inputs(restored, table.x, f"{path}: array {x_key!r}"), (table.y if y_key else None)
+    columns = meta.get("input_columns")
+    if not columns:
+        raise NnctlError(f"{restored.checkpoint}: the checkpoint does not list the columns its model reads; predict from an .npz file")
+    delimiter = getattr(restored.loaded.config.data, "delimiter", ",")
+    header = files.read_csv_header(path, delimiter)
+    present, wanted = set(header), set(columns)
+    missing = [name for name in columns if name not in present]
+    if missing:
+        raise NnctlError(
+            f"{path}: missing column(s) {files.shorten([repr(name) for name in missing])}; the model reads "
+            f"{files.shorten(columns)} (got {files.shorten(header) or 'no header'})"
+        )
+    # a column the model reads is never the target (a feature named y would be scored against)
+    target = next((name for name in (target, *TARGET_NAMES) if name in present and name not in wanted), None)
+    table = files.read_csv(path, target, columns, delimiter)
+    return model_inputs(restored, table.x, str(path)), (table.y if target else None)
+
+
+def model_inputs(restored: Restored, x: np.ndarray, where: str) -> np.ndarray:
+    """Rows of raw inputs (float32, as ``files.feature_array`` gives them) as the model takes them: images
+    (rows, height, width) flattened, the Playground's features computed from raw points (x1, x2).
+    ``where`` names the rows in errors."""
+    meta = restored.meta
+    n_features = meta["n_features"]
+    unknown = sorted(set(meta.get("playground_features") or ()) - set(playground.FEATURE_FUNCTIONS))
+    if unknown:
+        raise NnctlError(f"{restored.checkpoint}: not a valid checkpoint: unknown Playground feature {unknown[0]!r}")
+    if x.ndim == 3:
+        image_shape = tuple(meta["image_shape"]) if meta.get("image_shape") else None
+        if image_shape is None:
             raise NnctlError(
-                f"{path}: missing column(s) {files.shorten([repr(name) for name in missing])}; the model reads "
-                f"{files.shorten(columns)} (got {files.shorten(header) or 'no header'})"
+                f"{where} has shape {x.shape}: images, but the model was trained on rows of "
+                f"{n_features} features; give an array of shape (rows, {n_features})"
             )
-        # a column the model reads is never the target (a feature named y would be scored against)
-        target = next((name for name in (target, *TARGET_NAMES) if name in present and name not in wanted), None)
-        table = files.read_csv(path, target, columns, delimiter)
-        x, y = table.x, (table.y if target else None)
-        if meta.get("playground_features") is not None:
-            x = playground.make_features(x.astype(np.float64), meta["playground_features"])
+        if x.shape[1:] != image_shape:
+            raise NnctlError(f"{where} holds images of {x.shape[1]}x{x.shape[2]} pixels; the model was trained on {image_shape[0]}x{image_shape[1]}")
+        x = x.reshape(len(x), -1)
+    if meta.get("playground_features") is not None and x.shape[1] == 2:  # raw points (x1, x2)
+        x = playground.make_features(x.astype(np.float64), meta["playground_features"])
     if x.shape[1] != n_features:
-        raise NnctlError(f"{path}: rows have {x.shape[1]} values; the model takes {n_features}")
-    return x, y
+        raise NnctlError(f"{where}: rows have {x.shape[1]} values; the model takes {n_features}")
+    return x
 
 
 TARGET_NAMES = ("label", "target", "y")
 
 
 def predict(restored: Restored, path: str | Path, with_proba: bool = False, target: str | None = None) -> Predictions:
-    """``target``: the column (CSV) or array (NPZ) holding known targets, if the file has them; by default
-    the training CSV's target column, else the first of label, target, y that the file has."""
+    """``nnctl predict``: the rows of a CSV or NPZ file.  ``target``: the column (CSV) or array (NPZ) holding
+    known targets, if the file has them; by default the training CSV's target column, else the first of label,
+    target, y that the file has."""
     path = Path(path)
+    x, y = read_inputs(restored, path, target or getattr(restored.loaded.config.data, "target", None))
+    return predict_rows(restored, x, y, with_proba, path)
+
+
+def predict_rows(restored: Restored, x: np.ndarray, y: np.ndarray | None = None, with_proba: bool = False, source="") -> Predictions:
+    """Predictions for rows in the model's input layout (``model_inputs``); scored when targets ``y`` are given
+    (``source`` names where they came from)."""
     config = restored.loaded.config
-    x, y = read_inputs(restored, path, target or getattr(config.data, "target", None))
     output = forward_in_chunks(restored.model, restored.preprocessor.apply(x))
     head, classes = restored.head, restored.meta.get("class_names") or []
     probabilities = None
@@ -115,7 +124,7 @@ def predict(restored: Restored, path: str | Path, with_proba: bool = False, targ
             try:
                 truth = y.astype(np.float64)
             except ValueError:
-                raise NnctlError(f"{path}: the target column holds text; this model predicts numbers") from None
+                raise NnctlError(f"{source}: the target column holds text; this model predicts numbers") from None
             score = {"mse": float(np.mean((np.array(values) - truth) ** 2)), "rows": len(values)}
     return Predictions(values, probabilities, score)
 

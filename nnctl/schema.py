@@ -4,7 +4,7 @@ yaml-language-server (behind VS Code's YAML extension and other editors' YAML su
 from a comment, ``# yaml-language-server: $schema=../schemas/config.schema.json``, and then completes keys,
 shows each key's description, default and allowed values, and marks unknown keys and wrong values.
 
-The schema is generated from the pydantic models of ``nnctl.config`` and ``nnctl.sweep`` and rewritten as
+The schema is generated from the pydantic models of ``nnctl.config`` and ``nnctl.sweeps`` and rewritten as
 draft-07, the draft yaml-language-server implements.  pydantic writes draft 2020-12: ``$defs``, ``prefixItems``
 for tuples, keywords beside a ``$ref`` (which draft-07 ignores), and OpenAPI's ``discriminator`` beside the
 ``oneOf`` of a tagged union (the branches' own ``const`` tags already tell them apart).  Rules that tie keys
@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 
 from nnctl.config import ExperimentConfig
-from nnctl.sweep import SweepConfig
+from nnctl.sweeps import SweepConfig
 
 DRAFT_07 = "http://json-schema.org/draft-07/schema#"
 

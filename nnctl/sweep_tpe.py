@@ -50,7 +50,7 @@ def optuna_module():
 
 
 def distributions(optuna, parameters: dict) -> dict:
-    from nnctl.sweep import Distribution
+    from nnctl.sweeps import Distribution
 
     out = {}
     for key, spec in parameters.items():
@@ -199,7 +199,7 @@ def run_tpe(sweep, folder: Path, ledger, previous: dict, workers: int, on_done, 
     """Trial by trial (``population: off``): ``workers`` points at a time, each point's seeds one after another,
     each seed its own process, pruned by a SIGTERM.  ``on_start(process, run_dir)``: told of each trial process
     (the sweep stops them on Ctrl-C)."""
-    from nnctl.sweep import Trial, prepare_trial_folder, run_trial
+    from nnctl.sweeps import Trial, prepare_trial_folder, run_trial
 
     optuna = optuna_module()
     config = sweep.config
@@ -326,7 +326,7 @@ def run_tpe_batches(sweep, folder: Path, ledger, previous: dict, workers: int, o
     """With populations (``population: auto | on``): ask a batch of points, train all their seeds at once as
     populations over the workers (``population_units``), prune a point by its seeds' mean per-epoch metric
     (``PointWatch``), tell the study each point's result, ask the next batch."""
-    from nnctl.sweep import LocalExecutor, Trial, Unit, population_units, prepare_trial_folder
+    from nnctl.sweeps import LocalExecutor, Trial, Unit, population_units, prepare_trial_folder
 
     optuna = optuna_module()
     config = sweep.config

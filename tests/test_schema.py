@@ -15,7 +15,7 @@ from jsonschema import Draft7Validator
 from conftest import CONFIGS, REPO, nnctl, nnctl_in_process
 from nnctl.config import config_from_text, validate_section
 from nnctl.errors import ConfigError
-from nnctl.sweep import SweepConfig
+from nnctl.sweeps import SweepConfig
 from nnctl.yamlio import Locations, read_yaml
 
 SCHEMAS = REPO / "schemas"

@@ -120,7 +120,7 @@ def test_populations_give_the_same_sweep_as_one_process_per_trial(tmp_path):
 def test_auto_stacks_small_networks_and_leaves_large_ones_alone(tmp_path):
     """population: auto stacks trials whose widest layer product per batch is at most POPULATION_AUTO_WORK
     (8 hidden units at batch 128: 16 384) and trains the others alone (4096 units: 128 x 4096 x 16, 8 million)."""
-    from nnctl.sweep import Trial, load_sweep, population_units
+    from nnctl.sweeps import Trial, load_sweep, population_units
 
     body = "name: auto\nseeds: [0, 1, 2]\nparameters:\n  model.layers.0.units: [8, 4096]\noverrides: [training.batch_size=128]\n"
     sweep = load_sweep(write_sweep(tmp_path, body))
@@ -477,7 +477,7 @@ def test_a_trial_is_pruned_only_if_the_signal_stopped_it_early():
 def test_a_trial_killed_on_its_way_out_after_training_is_completed(tmp_path):
     """A signal that lands after training ended (summary.json written, run.json marked) cannot stop it
     early; the process may die of it while exiting, or have exited: either way the trial is completed."""
-    from nnctl.sweep import run_trial
+    from nnctl.sweeps import run_trial
 
     def kill_once_trained(process, run_dir):
         def kill():

@@ -256,18 +256,8 @@ def read_npz(path: str | Path, x_key: str, y_key: str | None) -> Table:
     pickles are refused, never unpickled, and every size is checked before it is allocated."""
     path = Path(path)
     arrays, _ = read_npz_arrays(path, [key for key in (x_key, y_key) if key is not None])
-    x = arrays[x_key]
+    x = feature_array(arrays[x_key], f"{path}: array {x_key!r}")
     y = arrays[y_key] if y_key is not None else None
-    if x.dtype.kind not in "fiub":
-        raise NnctlError(f"{path}: array {x_key!r} has dtype {x.dtype}; features must be numbers")
-    if x.ndim not in (2, 3):
-        raise NnctlError(f"{path}: array {x_key!r} has shape {x.shape}; expected (rows, features) or (rows, height, width)")
-    if len(x) == 0:
-        raise NnctlError(f"{path}: array {x_key!r} has shape {x.shape}: no rows; at least one is needed")
-    if x.ndim == 2 and x.shape[1] == 0:
-        raise NnctlError(f"{path}: array {x_key!r} has shape {x.shape}: rows of zero features; each row needs at least one value")
-    if x.ndim == 3 and 0 in x.shape[1:]:
-        raise NnctlError(f"{path}: array {x_key!r} has shape {x.shape}: images of {x.shape[1]}x{x.shape[2]} pixels; height and width must be at least 1")
     if y is not None:
         if y.ndim != 1:
             raise NnctlError(f"{path}: array {y_key!r} has shape {y.shape}; expected one target per row")
@@ -280,15 +270,31 @@ def read_npz(path: str | Path, x_key: str, y_key: str | None) -> Table:
                 bad = np.flatnonzero(~np.isfinite(y))
             if len(bad):
                 raise NnctlError(f"{path}: array {y_key!r}, row {bad[0]}: {y[bad[0]]} is not a valid target (NaN or infinity)")
-    if x.dtype != np.float32:
-        problem = resources.check_fits(x.size * 4, f"array {x_key!r} as float32")
-        if problem:
-            raise NnctlError(f"{path}: {problem}")
-        with np.errstate(over="ignore", invalid="ignore"):
-            x = x.astype(np.float32)
-    check_finite(x.reshape(len(x), -1), f"{path}: array {x_key!r}")
     names = [f"x{i}" for i in range(int(np.prod(x.shape[1:])))]
     return Table(x, y if y is not None else np.array([]), names)
+
+
+def feature_array(x: np.ndarray, where: str) -> np.ndarray:
+    """Features (rows, features) or (rows, height, width) as float32, checked: numbers, at least one row of at
+    least one value, finite.  ``where`` names the array in errors (``in.npz: array 'x'``)."""
+    if x.dtype.kind not in "fiub":
+        raise NnctlError(f"{where} has dtype {x.dtype}; features must be numbers")
+    if x.ndim not in (2, 3):
+        raise NnctlError(f"{where} has shape {x.shape}; expected (rows, features) or (rows, height, width)")
+    if len(x) == 0:
+        raise NnctlError(f"{where} has shape {x.shape}: no rows; at least one is needed")
+    if x.ndim == 2 and x.shape[1] == 0:
+        raise NnctlError(f"{where} has shape {x.shape}: rows of zero features; each row needs at least one value")
+    if x.ndim == 3 and 0 in x.shape[1:]:
+        raise NnctlError(f"{where} has shape {x.shape}: images of {x.shape[1]}x{x.shape[2]} pixels; height and width must be at least 1")
+    if x.dtype != np.float32:
+        problem = resources.check_fits(x.size * 4, f"{where} as float32")
+        if problem:
+            raise NnctlError(problem)
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = x.astype(np.float32)
+    check_finite(x.reshape(len(x), -1), where)
+    return x
 
 
 # ------------------------------------------------------------------------------------------------ IDX

@@ -28,6 +28,7 @@ import itertools
 import json
 import math
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -46,6 +47,7 @@ from pydantic import Discriminator, Field, PositiveInt, Tag, model_validator
 from nnctl.config import (
     ExperimentConfig,
     Strict,
+    config_from_text,
     did_you_mean,
     flatten,
     load_config,
@@ -96,13 +98,17 @@ ParameterSpec = Annotated[
 ]  # one error for a bad spec: a mapping is a distribution, anything else a list of values
 
 
+EXECUTORS = ("local", "dask")
+POPULATION_MODES = ("auto", "on", "off")
+
+
 class Executor(Strict):
     """Where the trials run: local worker processes, or a Dask cluster."""
 
-    type: Literal["local", "dask"] = Field("local", description="local: worker processes on this machine; dask: a Dask cluster")
+    type: Literal[EXECUTORS] = Field("local", description="local: worker processes on this machine; dask: a Dask cluster")
     workers: PositiveInt = Field(1, description="trials run at a time by the local executor, one BLAS thread each")
     address: str | None = Field(None, description="dask: the scheduler, e.g. tcp://host:8786")
-    population: Literal["auto", "on", "off"] = Field(
+    population: Literal[POPULATION_MODES] = Field(
         "auto", description="train the trials of one network shape as one population in one process: auto (small networks), on, off"
     )
 
@@ -151,19 +157,27 @@ class SweepConfig(Strict):
 @dataclass
 class Sweep:
     config: SweepConfig
-    source: Path  # the sweep file, or the base config of a one-line sweep
-    base_path: Path
+    base_path: Path | None  # the base config's file; None until run_sweep writes base_text into the sweep folder
     base: ExperimentConfig
+    #: the resolved base config, when it was given as data rather than as a file (a dict, from the Python API):
+    #: run_sweep writes it into the new sweep folder as base.yaml, the file the trials train from
+    base_text: str | None = None
 
 
 def load_sweep(path: Path, overrides: list[str] = ()) -> Sweep:
     data, locations = read_yaml(path)
+    return sweep_from_data(data, locations, Path(path).parent, overrides)
+
+
+def sweep_from_data(data: Any, locations: Locations, base_dir: Path, overrides: list[str] = (), base_text: str | None = None) -> Sweep:
+    """A sweep from the data of a sweep file, whose ``base`` is relative to ``base_dir``; with ``base_text``, the
+    base config itself (``base`` then names the file it becomes in the sweep folder)."""
     if not isinstance(data, dict):
-        raise ConfigError([f"{path}: a sweep file must be a mapping of keys (base, parameters, ...)"])
+        raise ConfigError([f"{locations.source}: a sweep file must be a mapping of keys (base, parameters, ...)"])
     config = validate_section(SweepConfig, data, locations)
     config.overrides = [*config.overrides, *overrides]
-    base_path = (Path(path).parent / config.base).resolve()
-    return _checked(Sweep(config, Path(path), base_path, None), locations)
+    base_path = None if base_text is not None else (Path(base_dir) / config.base).resolve()
+    return _checked(Sweep(config, base_path, None, base_text), locations)
 
 
 def one_line_sweep(base: Path, params: list[str], seeds: str | None, overrides: list[str], metric=None, mode=None) -> Sweep:
@@ -189,9 +203,7 @@ def one_line_sweep(base: Path, params: list[str], seeds: str | None, overrides: 
         data["metric"] = metric
     if mode:
         data["mode"] = mode
-    locations = Locations("command line")
-    config = validate_section(SweepConfig, data, locations)
-    return _checked(Sweep(config, Path(base), Path(base).resolve(), None), locations)
+    return sweep_from_data(data, Locations("command line"), Path.cwd())
 
 
 def _checked(sweep: Sweep, locations: Locations) -> Sweep:
@@ -199,9 +211,12 @@ def _checked(sweep: Sweep, locations: Locations) -> Sweep:
     number of trials must be sane and no trial may appear twice (two would share one folder)."""
     config = sweep.config
     _check_size(config, locations)
-    if not sweep.base_path.is_file():
+    if sweep.base_text is not None:
+        sweep.base = config_from_text(sweep.base_text, locations.place(("base",)), config.overrides).config
+    elif not sweep.base_path.is_file():
         raise NnctlError(f"{locations.place(('base',))}: base: {sweep.base_path} not found")
-    sweep.base = load_config(sweep.base_path, config.overrides).config
+    else:
+        sweep.base = load_config(sweep.base_path, config.overrides).config
     known = flatten(sweep.base.to_dict())
     for path in config.parameters:
         parts = path.split(".")
@@ -701,7 +716,15 @@ class SweepResult:
 
     @property
     def failed(self) -> list[dict]:
-        return [record for record in self.outcomes.values() if record["event"] not in ("completed", "pruned")]
+        """The trials that did not complete; when a signal stopped the sweep, only those that failed or diverged
+        (the ones it stopped or never started are not failures: they run on --resume)."""
+        ended = [record for record in self.outcomes.values() if record["event"] not in ("completed", "pruned")]
+        return ended if self.interrupted is None else [record for record in ended if record["event"] in ("failed", "diverged")]
+
+    def stopped_message(self, sweep: Sweep, command: list[str]) -> str:
+        """What an interrupted sweep tells: how far it got, and the ``command`` that continues it."""
+        done, total, unit = progress_counts(sweep, self.outcomes)
+        return f"sweep stopped; {done} of {total} {unit} done; continue with: {shlex.join(command)}"
 
 
 def progress_counts(sweep: Sweep, outcomes: dict[str, dict]) -> tuple[int, int, str]:
@@ -737,6 +760,9 @@ def run_sweep(
     else:
         folder = create_run_dir(Path(out_dir) / "sweeps", config.name)
         os.rmdir(folder / "checkpoints")
+        if sweep.base_text is not None:
+            sweep.base_path = folder / "base.yaml"
+            atomic_write_text(sweep.base_path, sweep.base_text)
         resolved = {**config.model_dump(mode="json"), "base": str(sweep.base_path)}
         atomic_write_text(folder / "sweep.yaml", yaml.safe_dump(resolved, sort_keys=False))
     (folder / "trials").mkdir(exist_ok=True)
