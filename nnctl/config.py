@@ -550,6 +550,9 @@ class TrainingConfig(Strict):
     grad_clip: PositiveFloat | None = Field(None, description="clip the global gradient norm to this value")
     threads: Literal["auto"] | PositiveInt = Field("auto", description="BLAS threads while training; auto: see README")
     plots: bool = Field(False, description="write curves.png (and boundary.png / function.png) into the run folder")
+    loggers: list[Literal["tensorboard"]] = Field(
+        [], description="also log every epoch to: tensorboard (event files in the run folder's tensorboard/)"
+    )
     on_nonfinite: Literal["stop", "rollback"] = Field(
         "stop", description="a NaN/inf loss: stop (status diverged), or roll back to the last good epoch with a lower lr"
     )
@@ -719,6 +722,8 @@ def _check_across_sections(loaded: LoadedConfig) -> None:
         raise loaded.error(
             ("training", "select_best"), f"selects by {by(select)} while early_stopping.restore_best selects by {by(stopping)}: keep one of them"
         )
+    if training.loggers and isinstance(model, (McCullochPittsModel, ThresholdNetworkModel)):
+        raise loaded.error(("training", "loggers"), f"a {model.type} model has fixed weights and no epochs to log")
     if config.is_classic:
         kept = "the perceptron keeps its best weights itself (pocket algorithm)" if isinstance(model, PerceptronModel) else "its weights are fixed"
         for key in ("select_best", "early_stopping"):

@@ -52,6 +52,7 @@ from nnctl.config import (
     validate_section,
 )
 from nnctl.errors import ConfigError, NnctlError
+from nnctl.loggers import check_installed
 from nnctl.runs import atomic_write_text, create_run_dir, json_text
 from nnctl.yamlio import Locations, command_line_place, parse_yaml, read_yaml
 
@@ -184,7 +185,9 @@ def _checked(sweep: Sweep, locations: Locations) -> Sweep:
     _check_size(config, locations)
     if not sweep.base_path.is_file():
         raise NnctlError(f"{locations.place(('base',))}: base: {sweep.base_path} not found")
-    sweep.base = load_config(sweep.base_path, config.overrides).config
+    base = load_config(sweep.base_path, config.overrides)
+    check_installed(base)  # the trials' loggers: one error before the sweep, not one per trial
+    sweep.base = base.config
     known = flatten(sweep.base.to_dict())
     for path in config.parameters:
         parts = path.split(".")

@@ -1,0 +1,173 @@
+"""Loggers: where a run's epochs also go while it trains (``training.loggers``, none by default).
+
+``tensorboard`` (``pip install "nnctl[tensorboard]"``: tensorboardX) writes TensorBoard event files into
+``RUN/tensorboard/``:
+
+- every epoch, each number of the epoch's metrics.jsonl row (``lr``, ``train_*``, ``val_*``, ``train_seconds``,
+  ...) as a scalar of the same name, at step = epoch;
+- every ``training.checkpoint_every`` epochs (the epochs whose weights checkpoints/last.npz is written with), a
+  histogram of every model array under its checkpoint name (``model/layers.0.weight``, biases, batch-norm
+  statistics), of the gradient of the epoch's last step (``gradients/...``, as the optimizer used it: with the
+  L1/L2 term and clipping), and that gradient's L2 norm as a scalar (``grad_norm/...``; ``grad_norm/total`` is
+  the norm ``training.grad_clip`` clips).
+
+The ``Trainer`` calls ``start`` before the first epoch it trains, ``epoch`` with every row it records, ``flush``
+before every checkpoint and ``close`` when training ends or is interrupted.  A run without loggers has an
+empty list of them: it imports nothing of tensorboardX and does no work for them.
+
+Resuming.  Every process writes a new event file, and TensorBoard reads a folder's event files in name order,
+which here is creation time to the nanosecond.  A file's first record after its version is a
+``SessionLog.START`` at the first epoch its process trains, as tensorboardX's ``SummaryWriter(purge_step=...)``
+writes it: TensorBoard then drops every event of earlier files at that step or later (``EventAccumulator``
+purges on it; the Rust data server drops a tag's points from a step it is given again).  So the epochs a killed
+run had logged after its last checkpoint, which the resumed run trains again, appear once, with the resumed
+values.  As metrics.jsonl's rows, events reach the file at least every second (for TensorBoard to show a run
+live) and before every checkpoint, so a checkpoint never covers an epoch that a kill took from the event file;
+they are fsynced when the file is closed.
+
+Why not ``SummaryWriter`` itself: it writes from a background thread fed through a multiprocessing queue (a
+pipe and two threads per writer: a population of 256 members would hold 512 threads), its ``flush`` does not
+wait for queued events, and two writers started in one folder within the same second get the same file name,
+the second truncating the first (a run killed and resumed at once).  The format is small: TFRecords (length,
+masked CRC-32C of the length, the data, masked CRC-32C of the data) of ``Event`` protos; tensorboardX gives
+the protos, the histogram buckets and the CRC.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nnctl.runs import METRICS_FLUSH_SECONDS
+
+#: the run folder's subfolder for TensorBoard's event files
+TENSORBOARD_FOLDER = "tensorboard"
+#: buckets of each histogram (tf.summary.histogram's default)
+HISTOGRAM_BUCKETS = 30
+
+
+def check_installed(loaded) -> None:
+    """Before anything is written: the packages the config's loggers need are importable."""
+    if "tensorboard" not in loaded.config.training.loggers:
+        return
+    try:
+        import tensorboardX  # noqa: F401
+    except ImportError as exc:
+        missing = exc.name == "tensorboardX"
+        why = "needs tensorboardX" if missing else f"cannot import tensorboardX ({exc})"
+        raise loaded.error(("training", "loggers"), f'tensorboard {why}: pip install "nnctl[tensorboard]"') from None
+
+
+def make_loggers(config, run_dir: Path) -> list["TensorBoardLogger"]:
+    """The config's loggers, not yet writing (``start`` opens their files); a name listed twice logs once."""
+    folder = Path(run_dir) / TENSORBOARD_FOLDER
+    return [TensorBoardLogger(folder, config.training.checkpoint_every) for _ in dict.fromkeys(config.training.loggers)]
+
+
+class EventFile:
+    """A new append-only event file in ``folder``: TFRecords of ``Event`` protos."""
+
+    def __init__(self, folder: Path):
+        from tensorboardX.proto.event_pb2 import Event
+
+        folder.mkdir(parents=True, exist_ok=True)
+        now = time.time_ns()
+        # TensorBoard's name pattern (seconds, host), then nanoseconds: two files of one second still sort by age
+        self.path = folder / f"events.out.tfevents.{now // 10**9}.{socket.gethostname()}.{now}.{os.getpid()}"
+        self.file = open(self.path, "xb")  # never another file's name
+        self.write(Event(wall_time=now / 1e9, file_version="brain.Event:2"))
+
+    def write(self, event) -> None:
+        from tensorboardX.record_writer import masked_crc32c
+
+        data = event.SerializeToString()
+        header = struct.pack("<Q", len(data))
+        self.file.write(header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data)))
+
+    def summary(self, step: int, values: list) -> None:
+        """One event at ``step`` holding ``values`` (``Summary.Value`` protos)."""
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        self.write(Event(wall_time=time.time(), step=step, summary=Summary(value=values)))
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+
+
+def scalar(tag: str, value: float):
+    from tensorboardX.proto.summary_pb2 import Summary
+
+    return Summary.Value(tag=tag, simple_value=float(value))
+
+
+def histogram(tag: str, values: np.ndarray):
+    """A histogram as ``tf.summary.histogram`` makes it: ``HISTOGRAM_BUCKETS`` buckets of equal width from the
+    smallest value to the largest (±0.5 around a constant, as ``np.histogram``), each bucket given by its right
+    edge; an empty first bucket ends at the smallest value, so that TensorBoard sees the left edge too."""
+    from tensorboardX.proto.summary_pb2 import HistogramProto, Summary
+
+    values = values.astype(np.float64).ravel()
+    low, high = values.min(), values.max()
+    left, right = (low, high) if high > low else (low - 0.5, high + 0.5)
+    bucket = np.minimum(((values - left) * (HISTOGRAM_BUCKETS / (right - left))).astype(np.intp), HISTOGRAM_BUCKETS - 1)
+    counts = np.bincount(bucket, minlength=HISTOGRAM_BUCKETS)
+    histo = HistogramProto(
+        min=low, max=high, num=values.size, sum=values.sum(), sum_squares=values @ values,
+        bucket_limit=np.linspace(left, right, HISTOGRAM_BUCKETS + 1).tolist(), bucket=[0, *counts.tolist()],
+    )  # fmt: skip
+    return Summary.Value(tag=tag, histo=histo)
+
+
+class TensorBoardLogger:
+    """A run's event files in ``folder`` (see the module docstring for what is logged when)."""
+
+    def __init__(self, folder: Path, every: int):
+        self.folder = folder
+        self.every = every  # histograms and gradient norms every this many epochs
+        self.events: EventFile | None = None
+        self.flushed = 0.0  # when the events last reached the file (time.monotonic)
+
+    def start(self, first_epoch: int) -> None:
+        """Open a new event file; events of earlier files from ``first_epoch`` on are stale (see Resuming)."""
+        from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+        self.events = EventFile(self.folder)
+        self.events.write(Event(wall_time=time.time(), step=first_epoch, session_log=SessionLog(status=SessionLog.START)))
+
+    def epoch(self, row: dict, model) -> None:
+        """The row's numbers as scalars; every ``every`` epochs the model's arrays and last gradient as well."""
+        step = row["epoch"]
+        values = [scalar(name, value) for name, value in row.items() if name != "epoch"]
+        if step % self.every == 0:
+            values += [histogram(f"model/{name}", array) for name, array in model.state_dict().items()]
+            grads = {name: grad for name, _, grad in model.named_params()}  # none for a perceptron
+            norms = {name: float(np.linalg.norm(grad)) for name, grad in grads.items()}
+            values += [histogram(f"gradients/{name}", grad) for name, grad in grads.items()]
+            values += [scalar(f"grad_norm/{name}", norm) for name, norm in norms.items()]
+            if norms:
+                values.append(scalar("grad_norm/total", math.hypot(*norms.values())))
+        self.events.summary(step, values)
+        if time.monotonic() - self.flushed >= METRICS_FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.events is not None:
+            self.events.flush()
+        self.flushed = time.monotonic()
+
+    def close(self) -> None:
+        if self.events is not None:
+            self.events.close()
+            self.events = None
