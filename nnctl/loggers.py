@@ -1,4 +1,5 @@
-"""Loggers: where a run's epochs also go while it trains (``training.loggers``, none by default).
+"""Loggers: where a run's epochs also go while it trains (``training.loggers``, none by default), and a sweep's
+trials in TensorBoard's HParams tab.
 
 ``tensorboard`` (``pip install "nnctl[tensorboard]"``: tensorboardX) writes TensorBoard event files into
 ``RUN/tensorboard/``:
@@ -35,12 +36,14 @@ the protos, the histogram buckets and the CRC.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import socket
 import struct
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -171,3 +174,89 @@ class TensorBoardLogger:
         if self.events is not None:
             self.events.close()
             self.events = None
+
+
+# ------------------------------------------------------------------------------ sweeps: the HParams tab
+
+
+class SweepHParams:
+    """A sweep in TensorBoard's HParams tab (``tensorboard --logdir SWEEP``).
+
+    The sweep folder holds the experiment: every swept parameter and ``seed`` with its domain (the listed values,
+    or a distribution's interval), and the metrics: the numbers of a trial's summary.json, as ``summary/<name>``.
+    Each trial that ended (completed: a success; diverged or failed: a failure; not one pruned or interrupted) is a
+    session in its run's ``tensorboard/`` folder, beside the run's per-epoch events: its parameter values, its
+    status, and those numbers as scalars at its last epoch.  ``domains`` maps each parameter to its list of values
+    or its (low, high) interval."""
+
+    def __init__(self, domains: dict[str, list | tuple[float, float]], metrics: list[str]):
+        self.domains = domains
+        self.metrics = metrics
+        self.kinds = {name: hparam_kind(domain) for name, domain in domains.items()}
+
+    def write_experiment(self, folder: Path) -> None:
+        """The experiment's event file in ``folder``, unless it has one (a resumed sweep keeps its own)."""
+        from tensorboardX.proto.api_pb2 import DataType, Experiment, HParamInfo, Interval, MetricInfo, MetricName
+
+        if any(folder.glob("events.out.tfevents.*")):
+            return
+        infos = []
+        for name, domain in self.domains.items():
+            info = HParamInfo(name=name, type=DataType.Value(f"DATA_TYPE_{self.kinds[name]}"))
+            if isinstance(domain, tuple):
+                info.domain_interval.CopyFrom(Interval(min_value=domain[0], max_value=domain[1]))
+            else:
+                info.domain_discrete.values.extend(hparam_value(value, self.kinds[name]) for value in domain)
+            infos.append(info)
+        metrics = [MetricInfo(name=MetricName(tag=f"summary/{name}"), display_name=name) for name in self.metrics]
+        write_hparams_events(folder, 0, {"experiment": Experiment(hparam_infos=infos, metric_infos=metrics)})
+
+    def write_session(self, run_dir: Path, values: dict[str, Any], succeeded: bool, numbers: dict[str, float]) -> None:
+        """A finished trial's session, in its run's tensorboard folder (none when the run logged nothing: it failed
+        before training).  ``numbers``: its summary.json's."""
+        from tensorboardX.proto.api_pb2 import Status
+        from tensorboardX.proto.plugin_hparams_pb2 import SessionEndInfo, SessionStartInfo
+
+        folder = Path(run_dir) / TENSORBOARD_FOLDER
+        if not folder.is_dir():
+            return
+        start = SessionStartInfo()
+        for name, value in values.items():
+            start.hparams[name].CopyFrom(hparam_value(value, self.kinds[name]))
+        end = SessionEndInfo(status=Status.Value("STATUS_SUCCESS" if succeeded else "STATUS_FAILURE"), end_time_secs=time.time())
+        scalars = [scalar(f"summary/{name}", numbers[name]) for name in self.metrics if numbers.get(name) is not None]
+        write_hparams_events(folder, int(numbers.get("epochs_run") or 0), {"session_start_info": start, "session_end_info": end}, scalars)
+
+
+def write_hparams_events(folder: Path, step: int, data: dict, scalars: list = ()) -> None:
+    """A new event file in ``folder`` with the hparams plugin's ``data`` (``HParamsPluginData`` fields: experiment,
+    session_start_info, session_end_info) and ``scalars``, all at ``step``."""
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+    from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
+
+    values = []
+    for field, message in data.items():
+        content = HParamsPluginData(version=0, **{field: message}).SerializeToString()
+        metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="hparams", content=content))
+        values.append(Summary.Value(tag=f"_hparams_/{field}", metadata=metadata))
+    events = EventFile(folder)
+    events.summary(step, values + list(scalars))
+    events.close()
+
+
+def hparam_kind(domain: list | tuple) -> str:
+    """An HParams data type for a parameter's values: BOOL, FLOAT64 or STRING (mixed or structured values)."""
+    if isinstance(domain, tuple) or all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in domain):
+        return "FLOAT64"
+    return "BOOL" if all(isinstance(v, bool) for v in domain) else "STRING"
+
+
+def hparam_value(value: Any, kind: str):
+    """``value`` as a protobuf ``Value`` of ``kind``; a string parameter's non-string values as JSON."""
+    from google.protobuf.struct_pb2 import Value
+
+    if kind == "FLOAT64":
+        return Value(number_value=float(value))
+    if kind == "BOOL":
+        return Value(bool_value=value)
+    return Value(string_value=value if isinstance(value, str) else json.dumps(value, sort_keys=True))

@@ -1,5 +1,5 @@
-"""TensorBoard logging (``training.loggers: [tensorboard]``), read back with TensorBoard's own reader
-(``EventAccumulator``)."""
+"""TensorBoard logging (``training.loggers: [tensorboard]``) and a sweep's HParams data, read back with
+TensorBoard's own reader (``EventAccumulator``) and the hparams plugin's parsers."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from conftest import CONFIGS, nnctl, nnctl_in_process, read_jsonl, train_json
 from test_cli_errors import assert_clean_error
@@ -157,6 +159,63 @@ def test_a_population_member_logs_exactly_what_its_single_run_logs(tmp_path):
     assert histograms(member) == histograms(alone)
     assert [step for step, _ in scalars(member)["train_seconds"]] == list(range(1, 9))
     assert scalars(member)["train_loss"] != scalars(events(tmp_path / "member-0" / "tensorboard"))["train_loss"]
+
+
+HPARAMS_SWEEP = """name: hparams
+seeds: [0, 1]
+parameters:
+  optimizer.lr: [0.03, 1.0e+6]
+  model.layers.0.activation: [tanh, relu]
+overrides: [training.epochs=6, model.layers.1.activation=relu, "training.loggers=[tensorboard]"]
+"""
+
+
+def test_a_sweep_writes_its_trials_hyperparameters_and_summary_numbers_for_the_hparams_tab(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(f"base: {SPIRAL}\n{HPARAMS_SWEEP}")
+    result = nnctl("sweep", path, "--out", tmp_path / "out", "--workers", "2", "--json")
+    assert result.returncode == 1, result.stderr  # the lr 1e6 trials diverge
+    (folder,) = (tmp_path / "out" / "sweeps").iterdir()
+
+    content = events(folder).PluginTagToContent(hparams_metadata.PLUGIN_NAME)
+    experiment = hparams_metadata.parse_experiment_plugin_data(content[hparams_metadata.EXPERIMENT_TAG])
+    domains = {info.name: [getattr(v, v.WhichOneof("kind")) for v in info.domain_discrete.values] for info in experiment.hparam_infos}
+    assert domains == {"optimizer.lr": [0.03, 1.0e6], "model.layers.0.activation": ["tanh", "relu"], "seed": [0.0, 1.0]}
+    metrics = [info.name.tag for info in experiment.metric_infos]
+    assert metrics[0] == "summary/test_accuracy" and set(metrics) == {
+        f"summary/{name}" for name in ("test_accuracy", "test_loss", "train_loss", "train_accuracy", "epochs_run", "train_seconds_total")
+    }
+
+    ledger = {record["trial"]: record for record in read_jsonl(folder / "trials.jsonl")}
+    assert sorted(record["event"] for record in ledger.values()) == ["completed"] * 4 + ["diverged"] * 4
+    for trial, record in ledger.items():
+        logged = events(folder / "trials" / trial / "tensorboard")
+        content = logged.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
+        start = hparams_metadata.parse_session_start_info_plugin_data(content[hparams_metadata.SESSION_START_INFO_TAG])
+        end = hparams_metadata.parse_session_end_info_plugin_data(content[hparams_metadata.SESSION_END_INFO_TAG])
+        values = {name: getattr(value, value.WhichOneof("kind")) for name, value in start.hparams.items()}
+        assert values == {**record["params"], "seed": record["seed"]}
+        assert end.status == (api_pb2.STATUS_SUCCESS if record["event"] == "completed" else api_pb2.STATUS_FAILURE)
+        summary = json.loads((folder / "trials" / trial / "summary.json").read_text())
+        numbers = scalars(logged)
+        for tag in metrics:
+            name = tag.removeprefix("summary/")
+            if summary.get(name) is not None:
+                assert numbers[tag] == [(summary["epochs_run"], as_logged(summary[name]))], (trial, tag)
+        if record["event"] == "completed":  # the per-epoch curves sit in the same run, beside the session
+            assert [step for step, _ in numbers["train_loss"]] == list(range(1, 7))
+
+
+def test_a_sweep_with_distributions_gives_their_intervals_as_domains(tmp_path):
+    from nnctl.loggers import SweepHParams
+
+    SweepHParams({"optimizer.lr": (1e-4, 1.0), "model.layers.1": [{"type": "dropout", "rate": 0.2}, None], "seed": [0]}, ["test_loss"]).write_experiment(tmp_path)
+    content = events(tmp_path).PluginTagToContent(hparams_metadata.PLUGIN_NAME)[hparams_metadata.EXPERIMENT_TAG]
+    lr, layer, seed = hparams_metadata.parse_experiment_plugin_data(content).hparam_infos
+    assert (lr.type, lr.domain_interval.min_value, lr.domain_interval.max_value) == (api_pb2.DATA_TYPE_FLOAT64, 1e-4, 1.0)
+    assert layer.type == api_pb2.DATA_TYPE_STRING
+    assert [v.string_value for v in layer.domain_discrete.values] == ['{"rate": 0.2, "type": "dropout"}', "null"]
+    assert seed.type == api_pb2.DATA_TYPE_FLOAT64
 
 
 # ----------------------------------------------------------------------------- without the extra
