@@ -613,13 +613,19 @@ def config_differences(old: "ExperimentConfig", new: "ExperimentConfig") -> list
 
 def resume_safe_keys(config: "ExperimentConfig") -> set[str]:
     """Keys that may change on ``resume --force`` without breaking "bit-identical to an uninterrupted run"
-    up to the old end: more (or fewer) epochs, checkpoint frequency, the run's name.  Not the epochs when a
-    cosine schedule's period is the number of epochs, since that reshapes the whole schedule."""
-    safe = {"name", "training.checkpoint_every", "training.epochs"}
+    up to the old end: more (or fewer) epochs, checkpoint frequency, the run's name, what is logged.  Not the
+    epochs when a cosine schedule's period is the number of epochs, since that reshapes the whole schedule."""
+    safe = {"name", "training.checkpoint_every", "training.epochs", "training.loggers"}
     schedule = config.training.lr_schedule
     if getattr(schedule, "type", None) == "cosine" and schedule.period is None:
         safe.discard("training.epochs")
     return safe
+
+
+def is_resume_safe(key: str, safe: set[str]) -> bool:
+    """Whether a key path of ``config_differences`` is one of the ``safe`` keys or lies under one (a list's
+    items are keys of their own: training.loggers.0)."""
+    return any(key == name or key.startswith(f"{name}.") for name in safe)
 
 
 def _tag_first(value: Any) -> Any:

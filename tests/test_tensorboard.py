@@ -256,6 +256,19 @@ def test_a_missing_extra_is_one_clear_line_before_anything_is_written(tmp_path):
     assert resumed.returncode == 2 and len(resumed.stderr.splitlines()) == 1, resumed.stderr
     assert resumed.stderr.startswith(f"error: {run}/config.yaml:") and resumed.stderr.endswith(message.removeprefix("error: --set training.loggers=[tensorboard]"))
     assert [row["epoch"] for row in read_jsonl(run / "metrics.jsonl")] == [1, 2, 3]
+    # what is logged never changes the numbers: such a run resumes without its logger
+    resumed = without_tensorboardx("resume", run, "--set", "training.epochs=4", "--set", "training.loggers=[]", "--force", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert [step for step, _ in scalars(events(run / "tensorboard"))["train_loss"]] == [1, 2, 3]
+
+
+def test_a_resume_may_switch_the_logger_on_with_force(tmp_path):
+    run = Path(train_json(SPIRAL, "--set", "training.epochs=5", out=tmp_path)["run_dir"])
+    assert_clean_error(nnctl("resume", run, *LOGGED), "resume with --force to change training.checkpoint_every, training.epochs, training.loggers")
+    result = nnctl("resume", run, *LOGGED, "--set", "training.epochs=8", "--force", "--quiet")
+    assert result.returncode == 0, result.stderr
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert scalars(events(run / "tensorboard"))["train_loss"] == [(row["epoch"], as_logged(row["train_loss"])) for row in rows[5:]]
 
 
 def test_a_run_without_loggers_never_imports_tensorboardx(tmp_path):
