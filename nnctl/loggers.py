@@ -23,8 +23,9 @@ writes it: TensorBoard then drops every event of earlier files at that step or l
 purges on it; the Rust data server drops a tag's points from a step it is given again).  So the epochs a killed
 run had logged after its last checkpoint, which the resumed run trains again, appear once, with the resumed
 values.  As metrics.jsonl's rows, events reach the file at least every second (for TensorBoard to show a run
-live) and before every checkpoint, so a checkpoint never covers an epoch that a kill took from the event file;
-they are fsynced when the file is closed.
+live) and before every checkpoint, so a checkpoint never covers an epoch that a kill took from the event file.
+They are never fsynced: metrics.jsonl is the run's record, and a population's hundreds of fsyncs would hold up
+its training thread (a power cut may cost the event files their last epochs, which a resume does not rewrite).
 
 Why not ``SummaryWriter`` itself: it writes from a background thread fed through a multiprocessing queue (a
 pipe and two threads per writer: a population of 256 members would hold 512 threads), its ``flush`` does not
@@ -120,8 +121,6 @@ class EventFile:
         self.file.flush()
 
     def close(self) -> None:
-        self.file.flush()
-        os.fsync(self.file.fileno())
         self.file.close()
 
 
