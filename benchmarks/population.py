@@ -225,7 +225,7 @@ def main() -> None:
         theirs = torch_func_time(count, 25, 10, 3)
         print(f"\n2. {count} networks 2-8-8-2 as one ensemble: nnctl stacked {ours:.1f} us, torch.func {theirs:.1f} us per member and step:"
               f" nnctl {theirs / ours:.2f}x faster (target >= 2x)")  # fmt: skip
-        print("\n   where stacking stops paying (16 members, 2-w-w-2 tanh, batch 10); auto stacks up to 32 768 multiply-adds per batch:")
+        print("\n   where stacking stops paying (16 members, 2-w-w-2 tanh, batch 10); auto stacks up to 262 144 multiply-adds per batch:")
         for width, work, ratio in crossover(16, 10, (8, 16, 32, 57, 64, 128, 256)):
             print(f"   w = {width:3d}: batch x widest layer = {work:7d}: stacked {ratio:5.2f}x faster")
     points, epochs = (6, 60) if args.quick else (24, 300)

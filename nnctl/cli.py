@@ -234,6 +234,27 @@ def validate(
     sys.stdout.write(loaded.config.to_yaml())
 
 
+@app.command("schema")
+@report_errors
+def schema_command(
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the schema to this file instead of stdout."),
+    sweep: bool = typer.Option(False, "--sweep", help="The schema of a sweep file instead of an experiment config."),
+):
+    """Print the JSON Schema of a config (or a sweep file), for completion in editors (yaml-language-server)."""
+    from nnctl.runs import atomic_write_text
+    from nnctl.schema import config_schema, schema_text, sweep_schema
+
+    text = schema_text(sweep_schema() if sweep else config_schema())
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        atomic_write_text(out, text)
+    except OSError as exc:
+        raise NnctlError(f"{out}: cannot write: {exc.strerror}") from None
+    print(f"wrote {out}", file=sys.stderr)
+
+
 @app.command("gradcheck")
 @report_errors
 def gradcheck_command(

@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args
 
 import yaml
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
     Discriminator,
     Tag,
     Field,
+    GetPydanticSchema,
     PositiveInt,
     ValidationError,
     model_serializer,
@@ -92,14 +93,16 @@ class Augment(Strict):
 class DataCommon(Strict):
     seed: Annotated[int, Field(ge=0, lt=2**32)] | None = Field(None, description="seed of data generation and split; default: the run's seed")
     normalize: Literal["none", "standard", "minmax", "pca_whiten"] = Field(
-        "none", description="fitted on the training split only, stored in the checkpoint (slide 8)"
+        "none", description="input normalization, fitted on the training split only, stored in the checkpoint (slide 8)"
     )
-    augment: Augment = Augment()
+    augment: Augment = Field(
+        Augment(), description="training batches only: noise_std for any data; shift, rotate, flip, cutout for images"
+    )
 
 
 class SplitFractions(Strict):
-    test_fraction: Fraction = 0.5
-    val_fraction: Fraction = 0.0
+    test_fraction: Fraction = Field(0.5, description="fraction of all samples held out as the test set")
+    val_fraction: Fraction = Field(0.0, description="fraction of all samples held out for validation, carved out of the training part")
 
     @model_validator(mode="after")
     def _leave_training_rows(self):
@@ -114,10 +117,14 @@ class SplitFractions(Strict):
 class PlaygroundData(DataCommon, SplitFractions):
     """The TensorFlow Playground's six datasets (shared/reference/playground.md)."""
 
-    dataset: Literal["circle", "xor", "gauss", "spiral", "reg-plane", "reg-gauss"]
-    samples: PositiveInt | None = Field(None, description="default: 500 for classification, 1200 for regression")
-    noise: Annotated[float, Field(ge=0, le=0.5)] = 0.0
-    features: Annotated[list[Literal[FEATURES]], Field(min_length=1)] = ["x1", "x2"]  # type: ignore[valid-type]
+    dataset: Literal["circle", "xor", "gauss", "spiral", "reg-plane", "reg-gauss"] = Field(
+        description="the Playground's six: circle, xor, gauss, spiral (classes 0/1); reg-plane, reg-gauss (regression)"
+    )
+    samples: PositiveInt | None = Field(None, description="number of points; default: 500 for classification, 1200 for regression")
+    noise: Annotated[float, Field(ge=0, le=0.5)] = Field(0.0, description="the Playground's noise, 0 to 0.5")
+    features: Annotated[list[Literal[FEATURES]], Field(min_length=1)] = Field(  # type: ignore[valid-type]
+        ["x1", "x2"], description="the inputs computed from each point (x1, x2), each at most once"
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -135,9 +142,9 @@ class PlaygroundData(DataCommon, SplitFractions):
 class LogicData(DataCommon):
     """Every row of a truth table (inputs 0/1).  The table is both the training and the test set."""
 
-    dataset: Literal["logic"]
-    function: Literal[LOGIC_FUNCTIONS]  # type: ignore[valid-type]
-    inputs: Annotated[int, Field(ge=1, le=16)] | None = Field(None, description="default 2 (1 for not)")
+    dataset: Literal["logic"] = Field(description="every row of a truth table, both the training and the test set")
+    function: Literal[LOGIC_FUNCTIONS] = Field(description="the truth table; xor of more than 2 inputs is parity")  # type: ignore[valid-type]
+    inputs: Annotated[int, Field(ge=1, le=16)] | None = Field(None, description="number of inputs; default 2 (1 for not)")
     repeat: PositiveInt = Field(1, description="copies of the table in the training set")
 
     @model_validator(mode="after")
@@ -156,15 +163,14 @@ class LogicData(DataCommon):
 class FunctionData(DataCommon, SplitFractions):
     """Samples of a fixed 1-D function y = f(x), x ~ U(range) (slide 6, universal approximation)."""
 
-    dataset: Literal["function"]
-    fn: Literal[FUNCTIONS]  # type: ignore[valid-type]
-    range: tuple[Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)], Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]] = (
-        -3.14159,
-        3.14159,
+    dataset: Literal["function"] = Field(description="samples of a 1-D function y = f(x), for regression")
+    fn: Literal[FUNCTIONS] = Field(description="the function, from a fixed menu (no user code is evaluated)")  # type: ignore[valid-type]
+    range: tuple[Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)], Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)]] = Field(
+        (-3.14159, 3.14159), description="[low, high]: x is drawn uniformly from this interval"
     )
-    samples: PositiveInt = 256
+    samples: PositiveInt = Field(256, description="number of samples")
     noise: NonNegativeFloat = Field(0.0, description="std of Gaussian noise added to the targets")
-    test_fraction: Fraction = 0.25
+    test_fraction: Fraction = Field(0.25, description="fraction of all samples held out as the test set")
 
     @model_validator(mode="after")
     def _check(self):
@@ -181,11 +187,11 @@ TaskName = Literal["auto", "classification", "regression"]
 class CsvData(DataCommon, SplitFractions):
     """A CSV file with a header row: numeric feature columns and a target column (class names or numbers)."""
 
-    dataset: Literal["csv"]
-    path: str = Field(description="relative to the config file")
-    target: str
-    columns: Annotated[list[str], Field(min_length=1)] | None = Field(None, description="default: every column but the target")
-    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    dataset: Literal["csv"] = Field(description="a CSV file with a header row")
+    path: str = Field(description="the CSV file, relative to the config file")
+    target: str = Field(description="the target column: class names, or numbers for regression")
+    columns: Annotated[list[str], Field(min_length=1)] | None = Field(None, description="the feature columns; default: every column but the target")
+    delimiter: Annotated[str, Field(min_length=1, max_length=1)] = Field(",", description="the column separator, one character")
     test_path: str | None = Field(None, description="a separate test file; then test_fraction is not used")
     task: TaskName = Field("auto", description="auto: regression with loss mse, else classification")
 
@@ -197,12 +203,12 @@ class CsvData(DataCommon, SplitFractions):
 class NpzData(DataCommon, SplitFractions):
     """NumPy arrays in an .npz file: features ``x`` (rows, features) or images (rows, height, width), targets ``y``."""
 
-    dataset: Literal["npz"]
-    path: str | None = Field(None, description="one file to split; or train_path (+ test_path)")
-    train_path: str | None = None
-    test_path: str | None = None
-    x: str = "x"
-    y: str = "y"
+    dataset: Literal["npz"] = Field(description="NumPy arrays in an .npz file, read without unpickling")
+    path: str | None = Field(None, description="one file to split, relative to the config file; or train_path (+ test_path)")
+    train_path: str | None = Field(None, description="the training file of an existing split, relative to the config file")
+    test_path: str | None = Field(None, description="the test file of an existing split (with train_path)")
+    x: str = Field("x", description="the features array: (rows, features) or images (rows, height, width)")
+    y: str = Field("y", description="the targets array")
     task: TaskName = Field("auto", description="auto: regression with loss mse, else classification")
 
     @model_validator(mode="after")
@@ -221,9 +227,9 @@ class NpzData(DataCommon, SplitFractions):
 class ImageData(DataCommon):
     """MNIST or Fashion-MNIST from the four standard IDX files; the standard 60 000 / 10 000 split is kept."""
 
-    dataset: Literal["mnist", "fashion-mnist"]
+    dataset: Literal["mnist", "fashion-mnist"] = Field(description="MNIST or Fashion-MNIST (download with nnctl data fetch)")
     path: str | None = Field(None, description="folder of the IDX files; default: the cache of `nnctl data fetch`")
-    val_fraction: Fraction = Field(0.0, description="of the training images")
+    val_fraction: Fraction = Field(0.0, description="fraction of the training images held out for validation")
     train_samples: PositiveInt | None = Field(None, description="use only this many training images (a seeded sample)")
     test_samples: PositiveInt | None = Field(None, description="use only the first this many test images")
 
@@ -233,8 +239,8 @@ class ImageData(DataCommon):
 class DigitsData(DataCommon, SplitFractions):
     """The UCI optical-recognition handwritten digits: 1 797 images of 8x8 pixels, 10 classes, shipped with nnctl."""
 
-    dataset: Literal["digits"]
-    test_fraction: Fraction = 0.25
+    dataset: Literal["digits"] = Field(description="the UCI handwritten digits shipped with nnctl: 8x8 images, 10 classes")
+    test_fraction: Fraction = Field(0.25, description="fraction of all samples held out as the test set")
 
     is_regression: ClassVar[bool] = False
 
@@ -254,7 +260,9 @@ InitName = Literal["xavier_uniform", "xavier_normal", "he_uniform", "he_normal",
 
 
 class ActivationParams(Strict):
-    name: ActivationName
+    name: ActivationName = Field(
+        description="the activation function; heaviside is a step, for threshold units (its derivative is zero)"
+    )
     slope: PositiveFloat | None = Field(None, description="leaky_relu only; default 0.1 (the lecture's slide)")
     alpha: PositiveFloat | None = Field(None, description="elu only; default 1.0")
 
@@ -287,44 +295,53 @@ class ActivationConfig(ActivationParams):
     def _dump(self):
         return {"name": self.name, **self.params} if self.params else self.name
 
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema, handler) -> dict:
+        """The JSON Schema (``nnctl schema``) of what ``_from_name`` accepts: a bare name, or the mapping."""
+        return {"anyOf": [{"type": "string", "enum": list(get_args(ActivationName))}, handler(core_schema)]}
+
 
 class DenseLayer(Strict):
     """y = f(x W + b)."""
 
-    type: Literal["dense"]
-    units: PositiveInt
-    activation: ActivationConfig = ActivationConfig(name="identity")
+    type: Literal["dense"] = Field(description="dense: a fully connected layer, y = f(x W + b)")
+    units: PositiveInt = Field(description="number of outputs")
+    activation: ActivationConfig = Field(
+        ActivationConfig(name="identity"), description="f: a name (relu) or a name with a parameter ({name: leaky_relu, slope: 0.2})"
+    )
     init: InitName | None = Field(None, description="overrides model.init for this layer")
 
 
 class MaxoutLayer(Strict):
     """y_j = max_k (x W_k + b_k)_j over k pieces (slide 5)."""
 
-    type: Literal["maxout"]
-    units: PositiveInt
-    pieces: Annotated[int, Field(ge=2)] = 2
-    init: InitName | None = None
+    type: Literal["maxout"] = Field(description="maxout: y = max over k pieces of x W_k + b_k")
+    units: PositiveInt = Field(description="number of outputs")
+    pieces: Annotated[int, Field(ge=2)] = Field(2, description="number of linear pieces k")
+    init: InitName | None = Field(None, description="overrides model.init for this layer")
 
 
 class DropoutLayer(Strict):
     """Inverted dropout (slide 11); ``rate`` is the probability of dropping a unit."""
 
-    type: Literal["dropout"]
-    rate: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    type: Literal["dropout"] = Field(
+        description="dropout: drops units at random and scales the rest by 1/(1 - rate) in training; identity in evaluation"
+    )
+    rate: Annotated[float, Field(ge=0, lt=1)] = Field(0.5, description="probability of dropping a unit")
 
 
 class BatchNormLayer(Strict):
     """Batch normalization (slide 12) with PyTorch's running-statistics update."""
 
-    type: Literal["batchnorm"]
-    momentum: Annotated[float, Field(gt=0, le=1)] = 0.1
-    eps: PositiveFloat = 1e-5
+    type: Literal["batchnorm"] = Field(description="batchnorm: batch statistics in training, running statistics in evaluation")
+    momentum: Annotated[float, Field(gt=0, le=1)] = Field(0.1, description="weight of each batch in the running statistics")
+    eps: PositiveFloat = Field(1e-5, description="added to the variance before the square root")
 
 
 class ActivationLayer(ActivationParams):
     """An activation as a layer of its own, e.g. after batch norm: ``{type: activation, name: relu}``."""
 
-    type: Literal["activation"]
+    type: Literal["activation"] = Field(description="activation: an activation function as a layer of its own")
 
 
 LayerConfig = Annotated[
@@ -335,17 +352,21 @@ LayerConfig = Annotated[
 class Regularization(Strict):
     """Penalties on the weights (not the biases) added to the training loss: l1 sum|w| + l2 sum w^2."""
 
-    l1: NonNegativeFloat = 0.0
-    l2: NonNegativeFloat = 0.0
+    l1: NonNegativeFloat = Field(0.0, description="rate of the penalty l1 sum|w|")
+    l2: NonNegativeFloat = Field(0.0, description="rate of the penalty l2 sum w^2")
 
 
 class MLPModel(Strict):
     """A multilayer network trained by backpropagation (slide 6)."""
 
-    type: Literal["mlp"] = "mlp"
-    init: InitName = "xavier_uniform"
-    layers: Annotated[list[LayerConfig], Field(min_length=1)]
-    regularization: Regularization = Regularization()
+    type: Literal["mlp"] = Field("mlp", description="mlp: a network trained by backpropagation")
+    init: InitName = Field(
+        "xavier_uniform", description="every layer's initialisation; uniform: the Playground's U(-0.5, 0.5); torch: nn.Linear's default"
+    )
+    layers: Annotated[list[LayerConfig], Field(min_length=1)] = Field(description="the layers, from the inputs to the outputs")
+    regularization: Regularization = Field(
+        Regularization(), description="penalties on the weight matrices (not the biases) added to the training loss"
+    )
 
     @model_validator(mode="after")
     def _check(self):
@@ -359,16 +380,18 @@ class MLPModel(Strict):
 class McCullochPittsModel(Strict):
     """One threshold unit with fixed weights (slide 2): y = H(w.x - threshold)."""
 
-    type: Literal["mcculloch_pitts"]
-    weights: Annotated[list[FiniteFloat], Field(min_length=1)]
-    threshold: FiniteFloat
+    type: Literal["mcculloch_pitts"] = Field(description="mcculloch_pitts: one threshold unit with fixed weights")
+    weights: Annotated[list[FiniteFloat], Field(min_length=1)] = Field(description="one weight per input")
+    threshold: FiniteFloat = Field(description="the unit outputs 1 when w.x reaches it")
 
 
 class ThresholdLayerSpec(Strict):
     """A layer of McCulloch-Pitts units: ``weights`` has one row per unit (its input weights)."""
 
-    weights: Annotated[list[Annotated[list[FiniteFloat], Field(min_length=1)]], Field(min_length=1)]
-    thresholds: Annotated[list[FiniteFloat], Field(min_length=1)]
+    weights: Annotated[list[Annotated[list[FiniteFloat], Field(min_length=1)]], Field(min_length=1)] = Field(
+        description="one row per unit: its input weights"
+    )
+    thresholds: Annotated[list[FiniteFloat], Field(min_length=1)] = Field(description="one threshold per unit")
 
     @model_validator(mode="after")
     def _check(self):
@@ -382,14 +405,14 @@ class ThresholdLayerSpec(Strict):
 class ThresholdNetworkModel(Strict):
     """Layers of McCulloch-Pitts units, e.g. XOR = AND(OR, NAND)."""
 
-    type: Literal["threshold_network"]
-    layers: Annotated[list[ThresholdLayerSpec], Field(min_length=1)]
+    type: Literal["threshold_network"] = Field(description="threshold_network: layers of McCulloch-Pitts units")
+    layers: Annotated[list[ThresholdLayerSpec], Field(min_length=1)] = Field(description="the layers, from the inputs to the output")
 
 
 class PerceptronModel(Strict):
     """Rosenblatt's perceptron (slide 4): one threshold unit trained by the perceptron rule."""
 
-    type: Literal["perceptron"]
+    type: Literal["perceptron"] = Field(description="perceptron: trained by optimizer {name: perceptron}")
 
 
 def _model_type(data: Any) -> str:
@@ -417,11 +440,11 @@ CLASSIC_MODELS = (McCullochPittsModel, ThresholdNetworkModel, PerceptronModel)
 class SGDConfig(Strict):
     """Slide 10: v <- momentum v + grad; w <- w - lr v."""
 
-    name: Literal["sgd"]
-    lr: PositiveFloat = 0.01
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    nesterov: bool = False
-    weight_decay: NonNegativeFloat = 0.0
+    name: Literal["sgd"] = Field(description="sgd: stochastic gradient descent, with momentum")
+    lr: PositiveFloat = Field(0.01, description="learning rate")
+    momentum: Annotated[float, Field(ge=0, lt=1)] = Field(0.0, description="momentum rho of v <- rho v + grad")
+    nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0)")
+    weight_decay: NonNegativeFloat = Field(0.0, description="adds weight_decay w to the gradient")
 
     @model_validator(mode="after")
     def _check(self):
@@ -431,35 +454,41 @@ class SGDConfig(Strict):
 
 
 class AdamConfig(Strict):
-    name: Literal["adam", "adamw"]
-    lr: PositiveFloat = 0.001
-    betas: tuple[Fraction, Fraction] = (0.9, 0.999)
-    eps: PositiveFloat = 1e-8
-    weight_decay: NonNegativeFloat = 0.0
+    """Adam (Kingma & Ba 2015), and AdamW with decoupled weight decay (Loshchilov & Hutter 2019)."""
+
+    name: Literal["adam", "adamw"] = Field(description="adam, or adamw: Adam with decoupled weight decay")
+    lr: PositiveFloat = Field(0.001, description="learning rate")
+    betas: tuple[Fraction, Fraction] = Field((0.9, 0.999), description="decay rates of the gradient's first and second moment averages")
+    eps: PositiveFloat = Field(1e-8, description="added to the denominator")
+    weight_decay: NonNegativeFloat = Field(0.0, description="adam: adds weight_decay w to the gradient; adamw: decoupled")
 
 
 class RMSPropConfig(Strict):
-    name: Literal["rmsprop"]
-    lr: PositiveFloat = 0.01
-    alpha: Fraction = 0.99
-    eps: PositiveFloat = 1e-8
-    momentum: Fraction = 0.0
-    weight_decay: NonNegativeFloat = 0.0
+    """RMSProp: v <- alpha v + (1 - alpha) grad^2; w <- w - lr grad / (sqrt(v) + eps)."""
+
+    name: Literal["rmsprop"] = Field(description="rmsprop: steps scaled by a moving average of squared gradients")
+    lr: PositiveFloat = Field(0.01, description="learning rate")
+    alpha: Fraction = Field(0.99, description="decay rate of the squared-gradient average")
+    eps: PositiveFloat = Field(1e-8, description="added to the denominator")
+    momentum: Fraction = Field(0.0, description="momentum of the scaled steps")
+    weight_decay: NonNegativeFloat = Field(0.0, description="adds weight_decay w to the gradient")
 
 
 class AdaGradConfig(Strict):
-    name: Literal["adagrad"]
-    lr: PositiveFloat = 0.01
-    lr_decay: NonNegativeFloat = 0.0
-    eps: PositiveFloat = 1e-10
-    weight_decay: NonNegativeFloat = 0.0
+    """AdaGrad: s <- s + grad^2; w <- w - lr_t grad / (sqrt(s) + eps), lr_t = lr / (1 + (t - 1) lr_decay)."""
+
+    name: Literal["adagrad"] = Field(description="adagrad: steps scaled by the sum of squared gradients")
+    lr: PositiveFloat = Field(0.01, description="learning rate")
+    lr_decay: NonNegativeFloat = Field(0.0, description="step t uses lr / (1 + (t - 1) lr_decay)")
+    eps: PositiveFloat = Field(1e-10, description="added to the denominator")
+    weight_decay: NonNegativeFloat = Field(0.0, description="adds weight_decay w to the gradient")
 
 
 class PerceptronRuleConfig(Strict):
     """Rosenblatt's rule for ``model: {type: perceptron}``: w += lr (t - y) x."""
 
-    name: Literal["perceptron"]
-    lr: PositiveFloat = 1.0
+    name: Literal["perceptron"] = Field(description="perceptron: Rosenblatt's rule, for model {type: perceptron}")
+    lr: PositiveFloat = Field(1.0, description="learning rate")
 
 
 OptimizerConfig = Annotated[
@@ -471,47 +500,55 @@ OptimizerConfig = Annotated[
 
 
 class ConstantLR(Strict):
-    type: Literal["constant"]
+    """The optimizer's lr, unchanged."""
+
+    type: Literal["constant"] = Field(description="constant: the optimizer's lr throughout")
 
 
 class StepLR(Strict):
     """lr = lr0 * gamma^floor((epoch - 1) / step_size)."""
 
-    type: Literal["step"]
-    step_size: PositiveInt = 30
-    gamma: PositiveFloat = 0.1
+    type: Literal["step"] = Field(description="step: multiply the lr by gamma every step_size epochs")
+    step_size: PositiveInt = Field(30, description="epochs between two multiplications")
+    gamma: PositiveFloat = Field(0.1, description="multiply the lr by this")
 
 
 class ExponentialLR(Strict):
     """lr = lr0 * gamma^(epoch - 1)."""
 
-    type: Literal["exponential"]
-    gamma: PositiveFloat = 0.99
+    type: Literal["exponential"] = Field(description="exponential: multiply the lr by gamma every epoch")
+    gamma: PositiveFloat = Field(0.99, description="multiply the lr by this")
 
 
 class CosineLR(Strict):
     """lr = min_lr + (lr0 - min_lr) (1 + cos(pi (epoch - 1) / period)) / 2; period defaults to the epochs."""
 
-    type: Literal["cosine"]
-    min_lr: NonNegativeFloat = 0.0
-    period: PositiveInt | None = None
+    type: Literal["cosine"] = Field(description="cosine: from the lr down to min_lr along a half cosine")
+    min_lr: NonNegativeFloat = Field(0.0, description="the lr at the end of the period")
+    period: PositiveInt | None = Field(None, description="epochs of the half cosine; default: training.epochs")
 
 
 class ReduceOnPlateau(Strict):
     """lr *= factor when ``monitor`` has not improved for ``patience`` epochs (PyTorch's ReduceLROnPlateau)."""
 
-    type: Literal["reduce_on_plateau"]
-    monitor: str = "val_loss"
-    factor: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    patience: Annotated[int, Field(ge=0)] = 10
-    threshold: NonNegativeFloat = 1e-4
-    cooldown: Annotated[int, Field(ge=0)] = 0
-    min_lr: NonNegativeFloat = 0.0
+    type: Literal["reduce_on_plateau"] = Field(description="reduce_on_plateau: multiply the lr by factor when monitor stops improving")
+    monitor: str = Field("val_loss", description="a per-epoch metric, e.g. val_loss, val_accuracy, train_loss")
+    factor: Annotated[float, Field(gt=0, lt=1)] = Field(0.1, description="multiply the lr by this")
+    patience: Annotated[int, Field(ge=0)] = Field(10, description="epochs without improvement before the lr is reduced")
+    threshold: NonNegativeFloat = Field(1e-4, description="relative change that counts as an improvement")
+    cooldown: Annotated[int, Field(ge=0)] = Field(0, description="epochs to wait after a reduction before watching again")
+    min_lr: NonNegativeFloat = Field(0.0, description="the lr is never reduced below this")
 
 
 LRSchedule = Annotated[
     Union[ConstantLR, StepLR, ExponentialLR, CosineLR, ReduceOnPlateau], Field(discriminator="type")
 ]
+
+
+def _or_a_bare_tag(core_schema, handler) -> dict:
+    """The JSON Schema (``nnctl schema``) of a discriminated union that a before-validator also accepts as just
+    its tag: ``lr_schedule: cosine`` for ``{type: cosine}``."""
+    return {"anyOf": [{"type": "string", "enum": list(core_schema["choices"])}, handler(core_schema)]}
 
 
 MonitorMode = Literal["auto", "min", "max"]
@@ -522,10 +559,10 @@ class EarlyStopping(Strict):
     ``restore_best`` (Keras's ``restore_best_weights``, off by default as there) scores the test set with the
     best epoch's weights instead of the final ones."""
 
-    monitor: str = "val_loss"
+    monitor: str = Field("val_loss", description="a per-epoch metric, e.g. val_loss, val_accuracy, train_loss")
     mode: MonitorMode = Field("auto", description="min or max; auto: max for *accuracy and *r2, else min")
-    patience: PositiveInt = 20
-    min_delta: NonNegativeFloat = 0.0
+    patience: PositiveInt = Field(20, description="epochs without improvement before training stops")
+    min_delta: NonNegativeFloat = Field(0.0, description="smallest change that counts as an improvement")
     restore_best: bool = Field(False, description="score the test set with the best epoch's weights (checkpoints/best.npz)")
 
 
@@ -533,22 +570,28 @@ class SelectBest(Strict):
     """Model selection: keep the weights of the epoch with the best ``monitor`` (checkpoints/best.npz) and score
     the test set with them (Keras's ModelCheckpoint(save_best_only=True) followed by evaluate on that file)."""
 
-    monitor: str = "val_loss"
+    monitor: str = Field("val_loss", description="a per-epoch metric, e.g. val_loss, val_accuracy, train_loss")
     mode: MonitorMode = Field("auto", description="min or max; auto: max for *accuracy and *r2, else min")
 
 
 class TrainingConfig(Strict):
-    epochs: PositiveInt = 100
-    batch_size: PositiveInt = 32
-    shuffle: bool = True
-    checkpoint_every: PositiveInt = Field(10, description="write checkpoints/last.npz every N epochs")
-    lr_schedule: LRSchedule = ConstantLR(type="constant")
-    early_stopping: EarlyStopping | None = None
+    """The training loop: epochs, minibatches, the learning-rate schedule, stopping, checkpoints."""
+
+    epochs: PositiveInt = Field(100, description="number of passes over the training data")
+    batch_size: PositiveInt = Field(32, description="rows per minibatch")
+    shuffle: bool = Field(True, description="a new seeded order of the training rows every epoch")
+    checkpoint_every: PositiveInt = Field(10, description="write checkpoints/last.npz every N epochs (and at the end)")
+    lr_schedule: Annotated[LRSchedule, GetPydanticSchema(get_pydantic_json_schema=_or_a_bare_tag)] = Field(
+        ConstantLR(type="constant"), description="stepped once per epoch: a type (cosine) or a mapping with its parameters"
+    )
+    early_stopping: EarlyStopping | None = Field(None, description="stop when a metric stops improving; default: train every epoch")
     select_best: SelectBest | None = Field(
         None, description="score the test set with the best epoch by this monitor; default: the final weights"
     )
     grad_clip: PositiveFloat | None = Field(None, description="clip the global gradient norm to this value")
-    threads: Literal["auto"] | PositiveInt = Field("auto", description="BLAS threads while training; auto: see README")
+    threads: Literal["auto"] | PositiveInt = Field(
+        "auto", description="BLAS threads while training: a number, or auto (follows the machine's load; 1 for small models)"
+    )
     plots: bool = Field(False, description="write curves.png (and boundary.png / function.png) into the run folder")
     loggers: list[Literal["tensorboard"]] = Field(
         [], description="also log every epoch to: tensorboard (event files in the run folder's tensorboard/)"
@@ -557,7 +600,7 @@ class TrainingConfig(Strict):
         "stop", description="a NaN/inf loss: stop (status diverged), or roll back to the last good epoch with a lower lr"
     )
     lr_factor: Annotated[float, Field(gt=0, lt=1)] = Field(0.5, description="rollback: multiply the lr by this")
-    max_rollbacks: Annotated[int, Field(ge=1)] = 3
+    max_rollbacks: Annotated[int, Field(ge=1)] = Field(3, description="rollback: at most this many times, then stop (status diverged)")
 
     @model_validator(mode="before")
     @classmethod
@@ -568,13 +611,19 @@ class TrainingConfig(Strict):
 
 
 class ExperimentConfig(Strict):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)] = "experiment"
-    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
-    data: DataConfig
-    model: ModelConfig
-    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
-    optimizer: OptimizerConfig = SGDConfig(name="sgd")
-    training: TrainingConfig = TrainingConfig()
+    """An nnctl experiment: the data, the model, the loss, the optimizer and how to train."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)] = Field(
+        "experiment", description="the run's name: its folder is <name>-<YYYYmmdd-HHMMSS>"
+    )
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = Field(0, description="seed of every random draw (data, split, init, shuffle, dropout, augment)")
+    data: DataConfig = Field(description="the data: dataset picks the source")
+    model: ModelConfig = Field(description="the model: type mlp (the default) or a threshold model")
+    loss: Literal["cross_entropy", "mse"] = Field(
+        "cross_entropy", description="cross_entropy: softmax cross-entropy on raw scores; mse: mean squared error"
+    )
+    optimizer: OptimizerConfig = Field(SGDConfig(name="sgd"), description="the update rule (PyTorch's, with its defaults)")
+    training: TrainingConfig = Field(TrainingConfig(), description="epochs, batches, schedule, stopping, checkpoints")
 
     def data_seed(self) -> int:
         return self.seed if self.data.seed is None else self.data.seed

@@ -29,9 +29,9 @@ from nnctl.training import EPOCH_GATHER_BYTES, EpochProgress, Interrupted, RunRe
 
 def population_key(config: ExperimentConfig) -> tuple | None:
     """What runs must share to be trained as one population (None: this run trains alone).  Beyond the shape
-    (layer types and sizes, loss, batch size, epochs, data), a term a single network skips when its rate is zero (dropout,
-    L1, L2, momentum, weight decay, clipping) must be on for all members or off for all: skipping it changes
-    what is drawn or stored."""
+    (layer types and sizes, loss, batch size, epochs, data), a term a single network skips when its rate is
+    zero (dropout, L1, L2, momentum, weight decay, clipping) must be on for all members or off for all:
+    skipping it changes what is drawn or stored."""
     model, training, optimizer = config.model, config.training, config.optimizer
     if config.is_classic or getattr(model, "type", None) != "mlp" or training.on_nonfinite != "stop":
         return None
@@ -105,7 +105,7 @@ class Population:
         shared: dict[int, list[int]] = {}
         for p, member in enumerate(active):
             shared.setdefault(id(member.train), []).append(p)
-        self.data = [(np.array(members), active[members[0]].train, active[members[0]].head.targets(active[members[0]].train.y)) for members in shared.values()]
+        self.training_rows = [(np.array(members), active[members[0]].train, active[members[0]].head.targets(active[members[0]].train.y)) for members in shared.values()]
         self.loss = stacked.STACKED_LOSSES[active[0].config.loss]()
         self.has_batchnorm = any(isinstance(layer, BatchNorm) for layer in active[0].model.layers)
 
@@ -229,7 +229,7 @@ class Population:
 
     def _gather(self, orders: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each member's rows in its order: x (P, rows, features), labels (P, rows), loss targets (P, rows, ...)."""
-        parts = [(members, train.x[orders[members]], train.y[orders[members]], targets[orders[members]]) for members, train, targets in self.data]
+        parts = [(members, train.x[orders[members]], train.y[orders[members]], targets[orders[members]]) for members, train, targets in self.training_rows]
         if len(parts) == 1:
             return parts[0][1:]
         gathered = tuple(np.empty((len(orders),) + array.shape[1:], dtype=array.dtype) for array in parts[0][1:])
@@ -280,7 +280,9 @@ def run_population(loadeds: list, out_dir=None, command: list[str] | None = None
             config = loaded.config
             check_installed(loaded)
             key = (config.data.model_dump_json(), config.data_seed())
-            data = datasets[key] if key in datasets else datasets.setdefault(key, load_data(loaded))
+            if key not in datasets:
+                datasets[key] = load_data(loaded)
+            data = datasets[key]
             build.check_model_fits_data(loaded, data)
             check_monitored_metrics_defined(loaded, data)
             run = RunFolder(create_run_dir(out_dir, config.name) if run_dirs is None else create_exact_run_dir(run_dirs[len(trainers)]))

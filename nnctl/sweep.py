@@ -70,9 +70,11 @@ FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 class Distribution(Strict):
     """A parameter drawn at random (method random or tpe)."""
 
-    distribution: Literal["uniform", "loguniform", "int"]
-    low: FiniteFloat
-    high: FiniteFloat
+    distribution: Literal["uniform", "loguniform", "int"] = Field(
+        description="uniform, loguniform (uniform in log(value); low > 0) or int (whole numbers, low to high)"
+    )
+    low: FiniteFloat = Field(description="the smallest value")
+    high: FiniteFloat = Field(description="the largest value")
 
     @model_validator(mode="after")
     def _check(self):
@@ -96,8 +98,10 @@ ParameterSpec = Annotated[
 
 
 class Executor(Strict):
-    type: Literal["local", "dask"] = "local"
-    workers: PositiveInt = 1
+    """Where the trials run: local worker processes, or a Dask cluster."""
+
+    type: Literal["local", "dask"] = Field("local", description="local: worker processes on this machine; dask: a Dask cluster")
+    workers: PositiveInt = Field(1, description="trials run at a time by the local executor, one BLAS thread each")
     address: str | None = Field(None, description="dask: the scheduler, e.g. tcp://host:8786")
     population: Literal["auto", "on", "off"] = Field(
         "auto", description="train the trials of one network shape as one population in one process: auto (small networks), on, off"
@@ -105,17 +109,30 @@ class Executor(Strict):
 
 
 class SweepConfig(Strict):
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)] = "sweep"
+    """An nnctl sweep: a base config trained at many parameter points, each once per seed."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)] = Field(
+        "sweep", description="the sweep's name: its folder is runs/sweeps/<name>-<timestamp>"
+    )
     base: str = Field(description="the experiment config, relative to the sweep file")
-    method: Literal["grid", "random", "tpe"] = "grid"
-    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**32)]], Field(min_length=1, max_length=MAX_SWEEP_TRIALS)] = [0]
-    metric: str = "test_accuracy"
-    mode: Literal["max", "min"] | None = Field(None, description="default: max for accuracy and r2, else min")
-    parameters: dict[str, ParameterSpec] = Field(min_length=1)
+    method: Literal["grid", "random", "tpe"] = Field(
+        "grid", description="grid: every combination of the values; random, tpe: trials points, drawn at random or by Optuna's TPE"
+    )
+    seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**32)]], Field(min_length=1, max_length=MAX_SWEEP_TRIALS)] = Field(
+        [0], description="each parameter point runs once per seed; results are aggregated over the seeds"
+    )
+    metric: str = Field(
+        "test_accuracy", description="the summary.json number to rank by: test_*, val_*, train_*, epochs_run, train_seconds_total"
+    )
+    mode: Literal["max", "min"] | None = Field(None, description="whether the metric is best at its max or min; default: max for accuracy and r2, else min")
+    parameters: dict[str, ParameterSpec] = Field(
+        min_length=1,
+        description="a key path of the base config (optimizer.lr): a list of values, or (random, tpe) a distribution",
+    )
     trials: Annotated[int, Field(ge=1, le=MAX_SWEEP_TRIALS)] | None = Field(None, description="random / tpe: how many parameter points")
     seed: int = Field(0, description="seed of the random and TPE choices of parameter points")
     overrides: list[str] = Field([], description="--set values applied to the base config of every trial")
-    executor: Executor = Executor()
+    executor: Executor = Field(Executor(), description="where the trials run: {type: local, workers: N} or {type: dask, address: ...}")
 
     @model_validator(mode="after")
     def _check(self):
@@ -575,8 +592,10 @@ class DaskExecutor:
 
 
 #: population: auto stacks trials whose largest product per batch (rows x inputs x units of the widest layer)
-#: is at most this many multiply-adds: a Playground-size network (10 x 8 x 8 = 640), not an MNIST-size one
-POPULATION_AUTO_WORK = 32_768
+#: is at most this many multiply-adds.  Measured (benchmarks/population.py, 16 members 2-w-w-2 at batch 10):
+#: stacked 2.0x faster at 163 840 (w = 128), 0.95x at 655 360 (w = 256); an MNIST-size network (128 x 784 x
+#: 256, about 25 million) gains nothing and trains alone
+POPULATION_AUTO_WORK = 262_144
 #: the most members one population process trains
 MAX_POPULATION = 256
 

@@ -8,6 +8,8 @@ where a bad value came from.
 
 from __future__ import annotations
 
+import copy
+import functools
 import io
 import os
 import re
@@ -81,7 +83,15 @@ def read_yaml(path: str | os.PathLike) -> tuple[Any, Locations]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise NnctlError(f"{name}: not a UTF-8 text file ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
-    return parse_yaml(text, name)
+    data, locations = _parse_once(text, name)
+    return copy.deepcopy(data), copy.deepcopy(locations)
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_once(text: str, source: str) -> tuple[Any, Locations]:
+    """``parse_yaml``, remembered: a sweep reads its base config once per trial (PyYAML's pure-Python parser
+    takes milliseconds a file); callers get copies, since overrides change them."""
+    return parse_yaml(text, source)
 
 
 def parse_yaml(text: str, source: str, inline: bool = False) -> tuple[Any, Locations]:

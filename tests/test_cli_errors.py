@@ -31,13 +31,13 @@ def write(tmp_path: Path, text: str, name="bad.yaml") -> Path:
 CONFIG_CASES = {
     "unknown key with a near miss": (
         SPIRAL.replace("optimizer: {name: sgd, lr: 0.03", "optimizer: {name: sgd, lrate: 0.03"),
-        ["bad.yaml:19:", "optimizer.lrate", "unknown key 'lrate'", "did you mean 'lr'", "allowed: name, lr, momentum"],
+        ["bad.yaml:20:", "optimizer.lrate", "unknown key 'lrate'", "did you mean 'lr'", "allowed: name, lr, momentum"],
     ),
     "wrong type": (
         SPIRAL.replace("units: 16, activation: tanh}\n    - {type: dense, units: 16", "units: many, activation: tanh}\n    - {type: dense, units: 16"),
-        ["bad.yaml:15:", "model.layers.0.units", "valid integer", "'many'"],
+        ["bad.yaml:16:", "model.layers.0.units", "valid integer", "'many'"],
     ),
-    "noise out of range": (SPIRAL.replace("noise: 0.1 ", "noise: 0.9 "), ["bad.yaml:8:", "data.noise", "less than or equal to 0.5", "0.9"]),
+    "noise out of range": (SPIRAL.replace("noise: 0.1 ", "noise: 0.9 "), ["bad.yaml:9:", "data.noise", "less than or equal to 0.5", "0.9"]),
     "negative learning rate": (SPIRAL.replace("lr: 0.03", "lr: -0.03"), ["optimizer.lr", "greater than 0"]),
     "fractions sum to 1": (
         SPIRAL.replace("val_fraction: 0.0", "val_fraction: 0.5"),
@@ -49,7 +49,7 @@ CONFIG_CASES = {
     "unknown feature": (SPIRAL.replace("features: [x1, x2]", "features: [x1, x3]"), ["data.features.1", "'x3'"]),
     "last layer does not match the classes": (
         SPIRAL.replace("- {type: dense, units: 2}", "- {type: dense, units: 3}"),
-        ["bad.yaml:17:", "model.layers.2.units", "2 classes", "units: 2"],
+        ["bad.yaml:18:", "model.layers.2.units", "2 classes", "units: 2"],
     ),
     "cross-entropy on regression data": (SPIRAL.replace("dataset: spiral ", "dataset: reg-plane "), ["loss", "regression dataset", "mse"]),
     "yaml that does not parse": ("name: x\ndata: {dataset: spiral\n", ["bad.yaml:", "invalid YAML"]),

@@ -110,7 +110,7 @@ def test_members_with_the_same_data_share_one_copy_gathered_by_epoch_or_by_batch
     class Recording(pop.Population):
         def bind(self, active):
             super().bind(active)
-            seen.append(len(self.data))
+            seen.append(len(self.training_rows))
 
     monkeypatch.setattr(pop, "Population", Recording)
     if batch_by_batch:

@@ -117,6 +117,20 @@ def test_populations_give_the_same_sweep_as_one_process_per_trial(tmp_path):
     assert bad.returncode == 2 and "--population: 'sometimes' is not allowed; allowed: auto, on, off" in bad.stderr
 
 
+def test_auto_stacks_small_networks_and_leaves_large_ones_alone(tmp_path):
+    """population: auto stacks trials whose widest layer product per batch is at most POPULATION_AUTO_WORK
+    (8 hidden units at batch 128: 16 384) and trains the others alone (4096 units: 128 x 4096 x 16, 8 million)."""
+    from nnctl.sweep import Trial, load_sweep, population_units
+
+    body = "name: auto\nseeds: [0, 1, 2]\nparameters:\n  model.layers.0.units: [8, 4096]\noverrides: [training.batch_size=128]\n"
+    sweep = load_sweep(write_sweep(tmp_path, body))
+    trials = [Trial({"model.layers.0.units": units}, seed, i) for i, units in enumerate((8, 4096)) for seed in (0, 1, 2)]
+    units = population_units(sweep, trials, "auto", workers=1)
+    assert sorted([trial.params["model.layers.0.units"] for trial in unit] for unit in units) == [[8, 8, 8], [4096], [4096], [4096]]
+    assert len(population_units(sweep, trials, "on", workers=1)) == 2
+    assert len(population_units(sweep, trials, "off", workers=1)) == 6
+
+
 def test_failed_and_diverged_trials_do_not_stop_the_sweep(tmp_path):
     body = """name: failing
 seeds: [0]
