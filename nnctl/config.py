@@ -593,6 +593,9 @@ class TrainingConfig(Strict):
         "auto", description="BLAS threads while training: a number, or auto (follows the machine's load; 1 for small models)"
     )
     plots: bool = Field(False, description="write curves.png (and boundary.png / function.png) into the run folder")
+    loggers: list[Literal["tensorboard"]] = Field(
+        [], description="also log every epoch to: tensorboard (event files in the run folder's tensorboard/)"
+    )
     on_nonfinite: Literal["stop", "rollback"] = Field(
         "stop", description="a NaN/inf loss: stop (status diverged), or roll back to the last good epoch with a lower lr"
     )
@@ -659,13 +662,19 @@ def config_differences(old: "ExperimentConfig", new: "ExperimentConfig") -> list
 
 def resume_safe_keys(config: "ExperimentConfig") -> set[str]:
     """Keys that may change on ``resume --force`` without breaking "bit-identical to an uninterrupted run"
-    up to the old end: more (or fewer) epochs, checkpoint frequency, the run's name.  Not the epochs when a
-    cosine schedule's period is the number of epochs, since that reshapes the whole schedule."""
-    safe = {"name", "training.checkpoint_every", "training.epochs"}
+    up to the old end: more (or fewer) epochs, checkpoint frequency, the run's name, what is logged.  Not the
+    epochs when a cosine schedule's period is the number of epochs, since that reshapes the whole schedule."""
+    safe = {"name", "training.checkpoint_every", "training.epochs", "training.loggers"}
     schedule = config.training.lr_schedule
     if getattr(schedule, "type", None) == "cosine" and schedule.period is None:
         safe.discard("training.epochs")
     return safe
+
+
+def is_resume_safe(key: str, safe: set[str]) -> bool:
+    """Whether a key path of ``config_differences`` is one of the ``safe`` keys or lies under one (a list's
+    items are keys of their own: training.loggers.0)."""
+    return any(key == name or key.startswith(f"{name}.") for name in safe)
 
 
 def _tag_first(value: Any) -> Any:
@@ -768,6 +777,8 @@ def _check_across_sections(loaded: LoadedConfig) -> None:
         raise loaded.error(
             ("training", "select_best"), f"selects by {by(select)} while early_stopping.restore_best selects by {by(stopping)}: keep one of them"
         )
+    if training.loggers and isinstance(model, (McCullochPittsModel, ThresholdNetworkModel)):
+        raise loaded.error(("training", "loggers"), f"a {model.type} model has fixed weights and no epochs to log")
     if config.is_classic:
         kept = "the perceptron keeps its best weights itself (pocket algorithm)" if isinstance(model, PerceptronModel) else "its weights are fixed"
         for key in ("select_best", "early_stopping"):

@@ -151,8 +151,7 @@ class Population:
                     active.remove(member)
         finally:
             for member in self.members:
-                member.reporter.end()
-                member.run.close_metrics()
+                member.close_logs()
         return interrupted
 
     def train_epoch(self) -> list[dict]:
@@ -267,6 +266,7 @@ def run_population(loadeds: list, out_dir=None, command: list[str] | None = None
     import nnctl
     from nnctl import build
     from nnctl.data import Dataset, load_data
+    from nnctl.loggers import check_installed
     from nnctl.runs import RunFolder, RunLock, atomic_write_text, create_exact_run_dir, create_run_dir
     from nnctl.training import Reporter, check_monitored_metrics_defined, now
 
@@ -278,6 +278,7 @@ def run_population(loadeds: list, out_dir=None, command: list[str] | None = None
     with contextlib.ExitStack() as stack:
         for loaded in loadeds:
             config = loaded.config
+            check_installed(loaded)
             key = (config.data.model_dump_json(), config.data_seed())
             if key not in datasets:
                 datasets[key] = load_data(loaded)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from nnctl.config import LoadedConfig, config_differences, config_from_text, load_config, resume_safe_keys
+from nnctl.config import LoadedConfig, config_differences, config_from_text, is_resume_safe, load_config, resume_safe_keys
 from nnctl.errors import NnctlError
 from nnctl.runs import RunFolder, RunLock, is_run_dir, load_checkpoint, remove_temporary_files
 
@@ -37,14 +37,14 @@ def describe_differences(differences) -> str:
 
 
 def unsafe_differences(trained: LoadedConfig, other: LoadedConfig) -> list[tuple]:
-    """The differences between two configs beyond the resume-safe keys (epochs, checkpoint frequency, name)."""
+    """The differences between two configs beyond the resume-safe keys (epochs, checkpoint frequency, name, loggers)."""
     safe = resume_safe_keys(trained.config)
-    return [d for d in config_differences(trained.config, other.config) if d[0] not in safe]
+    return [d for d in config_differences(trained.config, other.config) if not is_resume_safe(d[0], safe)]
 
 
 def check_resume_config(run_dir: Path, trained: LoadedConfig, wanted: LoadedConfig, force: bool, source: str, meta: dict) -> None:
     """Refuse to resume with a config that differs from the one the run was trained with, except the
-    resume-safe keys (more epochs, checkpoint frequency, name) when ``force`` is given."""
+    resume-safe keys (more epochs, checkpoint frequency, name, loggers) when ``force`` is given."""
     started = int(meta.get("epoch", 0)) + bool((meta.get("train_state") or {}).get("progress"))
     if wanted.config.training.epochs < started:
         raise NnctlError(
@@ -56,7 +56,7 @@ def check_resume_config(run_dir: Path, trained: LoadedConfig, wanted: LoadedConf
         return
     safe = resume_safe_keys(trained.config)
     listed = describe_differences(differences)
-    unsafe = [key for key, _, _ in differences if key not in safe]
+    unsafe = [key for key, _, _ in differences if not is_resume_safe(key, safe)]
     if unsafe:
         extra = " even with --force" if force else ""
         raise NnctlError(

@@ -54,6 +54,7 @@ from nnctl.config import (
     validate_section,
 )
 from nnctl.errors import ConfigError, NnctlError
+from nnctl.loggers import check_installed
 from nnctl.runs import atomic_write_text, create_run_dir, json_text
 from nnctl.yamlio import Locations, command_line_place, parse_yaml, read_yaml
 
@@ -212,11 +213,13 @@ def _checked(sweep: Sweep, locations: Locations) -> Sweep:
     config = sweep.config
     _check_size(config, locations)
     if sweep.base_text is not None:
-        sweep.base = config_from_text(sweep.base_text, locations.place(("base",)), config.overrides).config
+        base = config_from_text(sweep.base_text, locations.place(("base",)), config.overrides)
     elif not sweep.base_path.is_file():
         raise NnctlError(f"{locations.place(('base',))}: base: {sweep.base_path} not found")
     else:
-        sweep.base = load_config(sweep.base_path, config.overrides).config
+        base = load_config(sweep.base_path, config.overrides)
+    check_installed(base)  # the trials' loggers and the sweep's HParams data: one error before the sweep, not one per trial
+    sweep.base = base.config
     known = flatten(sweep.base.to_dict())
     for path in config.parameters:
         parts = path.split(".")
@@ -773,6 +776,9 @@ def run_sweep(
     progress = progress or (lambda event, trial, record: None)
     stopping = threading.Event()
     interrupt = SweepInterrupt(stopping)
+    hparams = tensorboard_hparams(sweep)
+    if hparams is not None:
+        hparams.write_experiment(folder)
 
     def on_done(trial: Trial, outcome: dict) -> dict:
         """Record a trial's outcome; returns it as recorded (a trial the sweep's signal stopped is interrupted)."""
@@ -780,6 +786,9 @@ def run_sweep(
             outcome = {**outcome, "status": "interrupted", "error": f"the sweep was stopped by {signal.Signals(interrupt.signal).name}"}
         record = {k: v for k, v in outcome.items() if k != "exit_code"}
         ledger.write(outcome["status"], trial, run_dir=f"trials/{trial.id}", **record)
+        if hparams is not None and outcome["status"] in ("completed", "diverged", "failed"):
+            values = {**trial.params, "seed": trial.seed}
+            hparams.write_session(folder / "trials" / trial.id, values, outcome["status"] == "completed", outcome["metrics"])
         progress(outcome["status"], trial, outcome)
         if fail_fast and outcome["status"] not in ("completed", "pruned", "interrupted"):
             stopping.set()
@@ -828,6 +837,18 @@ def run_sweep(
     result = summarize(sweep, folder)
     result.interrupted = interrupt.signal
     return result
+
+
+def tensorboard_hparams(sweep: Sweep):
+    """The sweep in TensorBoard's HParams tab (``loggers.SweepHParams``), when its trials log to TensorBoard (the
+    base config, with the sweep's overrides, has ``training.loggers: [tensorboard]``); else None."""
+    if "tensorboard" not in sweep.base.training.loggers:
+        return None
+    from nnctl.loggers import SweepHParams
+
+    domains = {path: spec if isinstance(spec, list) else (spec.low, spec.high) for path, spec in sweep.config.parameters.items()}
+    metrics = sorted(summary_metrics(sweep.base), key=lambda name: name != sweep.config.metric)  # the sweep's metric first
+    return SweepHParams({**domains, "seed": sweep.config.seeds}, metrics)
 
 
 def prepare_trial_folder(folder: Path, trial: Trial) -> Path:

@@ -39,6 +39,7 @@ from nnctl.engine.classic import Pocket, perceptron_epoch
 from nnctl.engine.layers import BatchNorm, Dropout
 from nnctl.engine.regularization import add_penalty_gradient, clip_global_norm
 from nnctl.errors import EXIT_DIVERGED, EXIT_FAILED, NnctlError
+from nnctl.loggers import check_installed, make_loggers
 from nnctl.metrics import Head
 from nnctl.runs import (
     CHECKPOINT_FORMAT,
@@ -103,6 +104,7 @@ def run_training(
 ) -> RunResult:
     """Train into a new folder under ``out_dir`` (or exactly ``run_dir``, which must not exist yet)."""
     config = loaded.config
+    check_installed(loaded)
     data = load_data(loaded)
     build.check_model_fits_data(loaded, data)
     build.check_model_size(loaded, data.n_features)
@@ -142,6 +144,7 @@ def resume_training(loaded: LoadedConfig, run: RunFolder, reporter: Reporter | N
     config = loaded.config
     if config.is_classic:
         raise NnctlError(f"{run.path}: a {config.model.type} run has nothing to resume (it trains in well under a second): train it again")
+    check_installed(loaded)
     data = load_data(loaded)
     build.check_model_fits_data(loaded, data)
     check_monitored_metrics_defined(loaded, data)
@@ -377,6 +380,7 @@ class Trainer:
         self.stop_signal: int | None = None
         self.threads = blas_threads(config, data.n_features)
         self.last_saved_epoch: int | None = None  # the epoch checkpoints/last.npz holds
+        self.loggers = make_loggers(config, run.path)  # training.loggers (nnctl.loggers); usually none
         if config.is_classic:
             return
         params, grads = self.model.flatten_parameters()  # one vector each: a few NumPy calls per update
@@ -420,15 +424,14 @@ class Trainer:
                 if not self.accept_epoch(row):
                     break
         finally:
-            self.reporter.end()
-            self.run.close_metrics()
+            self.close_logs()
         return self.end()
 
     # The loop in four parts, so that a population (``population.py``) can drive each member's epochs.
 
     def start(self) -> None:
-        """Before the first epoch: the progress display, the last good state, an epoch-0 checkpoint."""
-        self.reporter.start(self.run.path, self.config.training.epochs, self.model.num_params(), first_epoch=self.state.epoch + 1)
+        """Before the first epoch: the progress display and loggers, the last good state, an epoch-0 checkpoint."""
+        self.open_logs(self.config.training.epochs, self.model.num_params())
         self.last_good = self.snapshot()
         if self.last_saved_epoch is None:
             self.save("last", self.last_good)  # epoch 0: a run killed before its first epoch resumes from the start
@@ -556,9 +559,7 @@ class Trainer:
 
     def end_of_epoch(self, row: dict) -> None:
         """Record the row; feed the schedule and the best-epoch tracker (which may save best.npz)."""
-        self.rows.append(row)
-        self.run.append_metrics(row)
-        self.reporter.epoch(row)
+        self.record(row)
         monitor = getattr(self.config.training.lr_schedule, "monitor", None)
         if monitor:
             self.schedule.observe(row[monitor])
@@ -568,6 +569,30 @@ class Trainer:
             if improved:
                 self.best_state = self.snapshot()
                 self.save("best", self.best_state)
+
+    # ------------------------------------------------------------------------- metrics and loggers
+
+    def open_logs(self, epochs: int, num_params: int) -> None:
+        """Before the first epoch this process trains: the progress display and the loggers."""
+        first_epoch = self.state.epoch + 1
+        self.reporter.start(self.run.path, epochs, num_params, first_epoch=first_epoch)
+        for logger in self.loggers:
+            logger.start(first_epoch)
+
+    def record(self, row: dict) -> None:
+        """An epoch's metrics row: into the run's history and metrics files, the progress display, the loggers."""
+        self.rows.append(row)
+        self.run.append_metrics(row)
+        self.reporter.epoch(row)
+        for logger in self.loggers:
+            logger.epoch(row, self.model)
+
+    def close_logs(self) -> None:
+        """After the last epoch this process trains, or an interruption: the progress display, metrics files, loggers."""
+        self.reporter.end()
+        self.run.close_metrics()
+        for logger in self.loggers:
+            logger.close()
 
     def roll_back(self, last_good: dict, failed_epoch: int) -> None:
         """training.on_nonfinite: rollback -- back to the last good epoch, with the learning rate lowered."""
@@ -653,6 +678,8 @@ class Trainer:
         ``self.writer`` writes it now (a single run) or in the background (a population's members)."""
         path, data = self.run.checkpoint(which), checkpoint_bytes(arrays, meta)  # the CPU's part here, the disk's in write
         self.run.flush_metrics()
+        for logger in self.loggers:  # their events too: a kill must not take epochs the checkpoint covers
+            logger.flush()
 
         def write() -> None:
             try:
@@ -833,7 +860,7 @@ class PerceptronTrainer(Trainer):
         epochs = self.config.training.epochs
         lr = self.config.optimizer.lr
         unit = self.model.layers[0]
-        self.reporter.start(self.run.path, epochs, unit.buffers["weight"].size + 1)
+        self.open_logs(epochs, unit.buffers["weight"].size + 1)
         pocket = Pocket(unit, self.train.x, self.train.y)
         converged_epoch = None
         try:
@@ -848,16 +875,13 @@ class PerceptronTrainer(Trainer):
                 if self.val is not None:
                     row.update({f"val_{k}": v for k, v in self.head.evaluate(self.model, self.val.x, self.val.y).items()})
                 row["train_seconds"] = seconds
-                self.rows.append(row)
-                self.run.append_metrics(row)
-                self.reporter.epoch(row)
+                self.record(row)
                 self.state.epoch = epoch
                 if mistakes == 0:
                     converged_epoch = epoch
                     break
         finally:
-            self.reporter.end()
-            self.run.close_metrics()
+            self.close_logs()
         self.save_model_only("last")
         if converged_epoch is not None:
             status, checkpoint, message = "converged", "last", ""
