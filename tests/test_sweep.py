@@ -228,8 +228,9 @@ def resume_command(stderr: str, folder: Path) -> list[str]:
 
 def test_interrupted_and_killed_sweeps_resume_to_the_same_summary(tmp_path):
     """SIGKILL, then Ctrl-C (SIGINT), then SIGTERM on the resumed sweep, then the printed resume command to
-    the end: the summary equals an uninterrupted sweep's, and no trial ran twice once it completed."""
-    body = "name: long\nseeds: [0, 1, 2]\nparameters:\n  optimizer.lr: [0.1, 0.03]\noverrides: [training.epochs=240]\n"
+    the end: the summary equals an uninterrupted sweep's, and no trial ran twice once it completed.  Trial by
+    trial (--population off, kept by --resume): populations are the next test."""
+    body = "name: long\nseeds: [0, 1, 2]\nparameters:\n  optimizer.lr: [0.1, 0.03]\noverrides: [training.epochs=240]\nexecutor: {population: 'off'}\n"
     path = write_sweep(tmp_path, body)
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "nnctl", "sweep", path, "--out", out, "--workers", "2"],
@@ -260,6 +261,54 @@ def test_interrupted_and_killed_sweeps_resume_to_the_same_summary(tmp_path):
     reference = nnctl("sweep", path, "--out", tmp_path / "fresh", "--workers", "2")
     assert reference.returncode == 0
     assert without_times(read_summary(folder)) == without_times(read_summary(sweep_dir(tmp_path / "fresh")))
+
+
+def test_killed_and_interrupted_populations_resume_to_the_same_summary(tmp_path):
+    """Populations: SIGKILL once a short population has completed while a long one trains, then Ctrl-C on the
+    resumed sweep while the long one trains again, then the printed command to the end: the completed members
+    are not rerun, and the summary equals an uninterrupted sweep's."""
+    body = "name: pops\nseeds: [0, 1, 2]\nparameters:\n  training.epochs: [20, 1500]\noverrides: [data.samples=200]\n"
+    path = write_sweep(tmp_path, body)
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "nnctl", "sweep", path, "--out", out, "--workers", "2"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    folder = wait_for_ledger(out, the_long_population_trains, process)  # the short population ended
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert_no_processes_left(folder, within=10)
+    done_before = {e["trial"] for e in read_jsonl(folder / "trials.jsonl") if e["event"] == "completed"}
+    assert len(done_before) == 3
+    started = len(read_jsonl(folder / "trials.jsonl"))
+    process = subprocess.Popen([sys.executable, "-m", "nnctl", "sweep", "--resume", str(folder), "--workers", "2"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    resumed = lambda folder, final: len(read_jsonl(folder / "trials.jsonl")) > started and the_long_population_trains(folder, final)  # noqa: E731
+    wait_for_ledger(out, resumed, process)  # the long population trains again, in new folders
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    interrupted = [json.loads((folder / f"trials/{t}/summary.json").read_text()) for t, e in latest_events(folder).items() if e == "interrupted"]
+    assert len(interrupted) == 3 and all(s["status"] == "interrupted" for s in interrupted)  # every member checkpointed
+    result = subprocess.run(resume_command(stderr, folder), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    events = read_jsonl(folder / "trials.jsonl")
+    assert set(latest_events(folder).values()) == {"completed"} and len(latest_events(folder)) == 6
+    for trial in done_before:  # not run again
+        assert [e["event"] for e in events if e["trial"] == trial].count("running") == 1
+    reference = nnctl("sweep", path, "--out", tmp_path / "fresh", "--workers", "2")
+    assert reference.returncode == 0
+    assert without_times(read_summary(folder)) == without_times(read_summary(sweep_dir(tmp_path / "fresh")))
+
+
+def latest_events(folder: Path) -> dict[str, str]:
+    return {e["trial"]: e["event"] for e in read_jsonl(folder / "trials.jsonl")}
+
+
+def the_long_population_trains(folder: Path, final: dict) -> bool:
+    """Three trials completed, and a running one has logged an epoch (its metrics file is not empty)."""
+    if sum(e["event"] == "completed" for e in final.values()) < 3:
+        return False
+    logs = [folder / f"trials/{t}/metrics.jsonl" for t, e in final.items() if e["event"] == "running"]
+    return any(log.exists() and log.stat().st_size > 0 for log in logs)
 
 
 def test_random_sweep_samples_within_the_distributions(tmp_path):
