@@ -12,7 +12,7 @@ and a whole sweep with and without populations; side by side in one run, one BLA
    ``functional_call`` and ``grad``; SGD with momentum on the stacked parameters), ``torch.set_num_threads(1)``.
    And where stacking stops paying: 16 networks 2-w-w-2 of growing width (what ``population: auto``'s threshold
    is set from).
-3. A sweep: a random sweep of the spiral (2-8-8-2 tanh, batch 10): lr loguniform, momentum uniform, L2 loguniform,
+3. A sweep: a random sweep of configs/spiral.yaml (2-16-16-2 tanh, batch 10): lr loguniform, momentum uniform, L2 loguniform,
    N points x 4 seeds, 2 workers, ``--population on`` against ``off``, end to end; their summary.csv compared.
 4. The shipped activation sweep (``sweeps/activations.yaml``, 36 trials), ``off`` against ``auto``.
 5. Memory: the peak resident memory of one population process whose members share one large dataset, for

@@ -196,8 +196,8 @@ class Run:
     @_user_errors
     def resume(self, overrides: Mapping[str, Any] | Iterable[str] | None = None, *, force: bool = False, progress: bool = False) -> Run:
         """``nnctl resume``: continue an interrupted run in its folder, bit-identical to an uninterrupted one.
-        ``overrides`` and ``force`` as ``--set`` and ``--force`` (only training.epochs and
-        training.checkpoint_every may change)."""
+        ``overrides`` and ``force`` as ``--set`` and ``--force`` (only training.epochs, training.checkpoint_every,
+        training.loggers and name may change)."""
         from nnctl.resume import resume_run
 
         changes = _override_list(overrides)

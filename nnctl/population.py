@@ -117,9 +117,12 @@ class Population:
                 raise ValueError("a member stopped inside an epoch finishes that epoch alone (nnctl resume)")
         try:
             interrupted = self.train_members()
-            return [interrupted[id(member)] if id(member) in interrupted else member.end() for member in self.members]
-        finally:
-            self.writer.close()
+            results = [interrupted[id(member)] if id(member) in interrupted else member.end() for member in self.members]
+        except BaseException:
+            self.writer.close(errors=False)  # the error on its way out is the one to report
+            raise
+        self.writer.close()
+        return results
 
     def train_members(self) -> dict[int, RunResult]:
         """The epochs: until every member has ended, or a signal stopped them (their results, by id)."""
@@ -146,7 +149,7 @@ class Population:
                     break
                 active = [member for member, row in zip(active, rows) if member.accept_epoch(row) and member.wants_epoch()]
                 for member in [member for member in active if member.run.take_stop_request()]:  # a pruner's request
-                    member.stop_signal = signal.SIGTERM
+                    member.stop_signal, member.stop_requested = signal.SIGTERM, True
                     interrupted[id(member)] = member.interrupted()
                     active.remove(member)
         finally:
@@ -253,6 +256,21 @@ class Population:
         return np.stack([head.predict(member_output) for member_output in output])
 
 
+#: files a member keeps open while it trains: its lock, its two metrics logs, a logger's event file, and spare
+FILES_PER_MEMBER = 6
+
+
+def allow_open_files(count: int) -> None:
+    """Raise this process's soft limit on open files (often 1 024) towards the hard one when a population needs
+    ``count`` more than the few a process holds anyway: 256 members would otherwise fail half-way through."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 64 + count
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard), hard))
+
+
 def run_population(loadeds: list, out_dir=None, command: list[str] | None = None, run_dirs: list | None = None) -> list[RunResult]:
     """What ``nnctl train`` does for each config, for all of them at once: a run folder each under ``out_dir``
     (or exactly ``run_dirs``), trained as one population, on one BLAS thread (what ``nnctl train`` uses for
@@ -270,6 +288,7 @@ def run_population(loadeds: list, out_dir=None, command: list[str] | None = None
     from nnctl.runs import RunFolder, RunLock, atomic_write_text, create_exact_run_dir, create_run_dir
     from nnctl.training import Reporter, check_monitored_metrics_defined, now
 
+    allow_open_files(FILES_PER_MEMBER * len(loadeds))
     trainers = []
     # members with the same data section (and seed) share one copy of the data, raw and prepared: memory does
     # not grow with the population

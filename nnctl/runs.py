@@ -187,16 +187,23 @@ class FileWriter:
             previous.result()
         self.pending[path] = self.pool.submit(write)
 
-    def wait(self) -> None:
-        """Return when every write given so far has ended; raise the first error among them."""
-        pending, self.pending = list(self.pending.values()), {}
-        wait(pending)
-        for future in pending:
+    def wait(self, folder: Path | None = None) -> None:
+        """Return when every write given so far (into ``folder``, when given: one run's) has ended; raise the
+        first error among them."""
+        paths = [path for path in self.pending if folder is None or Path(path).is_relative_to(folder)]
+        futures = [self.pending.pop(path) for path in paths]
+        wait(futures)
+        for future in futures:
             future.result()
 
-    def close(self) -> None:
+    def close(self, errors: bool = True) -> None:
+        """Wait for every write, then stop the threads; ``errors=False`` when another error is on its way out
+        (the writes' own are then not raised)."""
         try:
             self.wait()
+        except Exception:
+            if errors:
+                raise
         finally:
             if self.pool is not None:
                 self.pool.shutdown()

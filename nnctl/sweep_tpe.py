@@ -263,10 +263,9 @@ class PointWatch:
     so, asks the point's trials to stop: a ``stop-requested`` file in each run folder, which a population member
     (and a single run) honours at the end of its epoch, checkpointing as for a SIGTERM, the others untouched."""
 
-    def __init__(self, points: dict[int, tuple], metric: str, epochs: int | None, interval: float = 0.1):
-        self.points = points  # number -> (study trial, [run folders of its seeds])
-        self.metric, self.epochs, self.interval = metric, epochs, interval
-        self.every = max(1, math.ceil(epochs / REPORTS_PER_SEED)) if epochs else 1
+    def __init__(self, points: dict[int, tuple], metric: str, interval: float = 0.1):
+        self.points = points  # number -> (study trial, [run folders of its seeds], its epochs or None)
+        self.metric, self.interval = metric, interval
         self.pruned: set[int] = set()
         self.logs: dict[Path, tuple[int, str, dict]] = {}  # run folder -> (bytes read, a line in progress, epoch -> value)
         self.reported: dict[int, int] = {}  # point -> the last epoch reported
@@ -304,21 +303,22 @@ class PointWatch:
 
     def watch(self) -> None:
         while not self.stopped.wait(self.interval):
-            for number, (study_trial, run_dirs) in self.points.items():
+            for number, (study_trial, run_dirs, epochs) in self.points.items():
                 if number not in self.pruned:
-                    self.judge(number, study_trial, run_dirs)
+                    self.judge(number, study_trial, run_dirs, epochs)
 
-    def judge(self, number: int, study_trial, run_dirs: list[Path]) -> None:
+    def judge(self, number: int, study_trial, run_dirs: list[Path], epochs: int | None) -> None:
+        every = max(1, math.ceil(epochs / REPORTS_PER_SEED)) if epochs else 1  # the same steps for every point
         seeds = [self.values(run_dir) for run_dir in run_dirs]
         common = set.intersection(*(set(values) for values in seeds))
-        new = sorted(e for e in common if e > self.reported.get(number, 0) and (e % self.every == 0 or e == self.epochs))
+        new = sorted(e for e in common if e > self.reported.get(number, 0) and (e % every == 0 or e == epochs))
         for epoch in new:
             study_trial.report(float(np.mean([values[epoch] for values in seeds])), epoch)
             self.reported[number] = epoch
         if new and study_trial.should_prune():
             self.pruned.add(number)
-            for run_dir in run_dirs:
-                if not (run_dir / "summary.json").exists():
+            for run_dir, values in zip(run_dirs, seeds):  # not a run that has logged its last epoch or ended
+                if not (epochs and max(values, default=0) >= epochs) and not (run_dir / "summary.json").exists():
                     (run_dir / STOP_REQUEST).touch()
 
 
@@ -339,24 +339,32 @@ def run_tpe_batches(sweep, folder: Path, ledger, previous: dict, workers: int, o
         remaining -= len(asked)
         trials = {t.number: [Trial({key: t.params[key] for key in config.parameters}, seed, t.number) for seed in config.seeds] for t in asked}
         outcomes: dict[str, dict] = {}
-        todo = []
-        for seeds in trials.values():
-            for trial in seeds:
+        todo, watched, points = [], set(), {}
+        for study_trial in asked:
+            run_dirs = []  # the point's seeds the watcher reads: those this batch trains and those already completed
+            for trial in trials[study_trial.number]:
+                if trial.id in watched:  # a point asked twice (TPE may repeat a choice): trained and judged once
+                    continue
+                watched.add(trial.id)
                 if previous.get(trial.id, {}).get("event") == "completed":
                     outcomes[trial.id] = {"status": "completed", "metrics": previous[trial.id]["metrics"]}
+                    run_dirs.append(folder / previous[trial.id]["run_dir"])
                 else:
                     ledger.write("pending", trial)
                     todo.append(trial)
-        run_dirs = {trial.id: prepare_trial_folder(folder, trial) for trial in todo}
-        points = {t.number: (t, [run_dirs[trial.id] for trial in trials[t.number] if trial.id in run_dirs]) for t in asked}
-        watch = PointWatch({n: p for n, p in points.items() if p[1]}, metric_for_pruning, sweep.base.training.epochs) if metric_for_pruning else None
+                    run_dirs.append(prepare_trial_folder(folder, trial))
+            if any(trial in todo for trial in trials[study_trial.number]):
+                epochs = study_trial.params.get("training.epochs", sweep.base.training.epochs)  # a swept epoch count
+                points[study_trial.number] = (study_trial, run_dirs, epochs if isinstance(epochs, int) else None)
+        run_dir_of = {trial.id: folder / "trials" / trial.id for trial in todo}
+        watch = PointWatch(points, metric_for_pruning) if metric_for_pruning else None
 
         def units():
             for members in population_units(sweep, todo, mode, workers):
                 for trial in members:
                     ledger.write("running", trial, run_dir=f"trials/{trial.id}")
                     progress("running", trial, {})
-                yield Unit(str(sweep.base_path), [(t, [*config.overrides, *t.overrides], str(run_dirs[t.id])) for t in members], on_start)
+                yield Unit(str(sweep.base_path), [(t, [*config.overrides, *t.overrides], str(run_dir_of[t.id])) for t in members], on_start)
 
         def member_done(trial: Trial, outcome: dict) -> dict:
             if watch is not None and trial.point in watch.pruned and outcome["status"] == "interrupted":
@@ -366,6 +374,8 @@ def run_tpe_batches(sweep, folder: Path, ledger, previous: dict, workers: int, o
 
         with watch if watch is not None else contextlib.nullcontext():
             LocalExecutor(workers).run(units(), member_done, stopping)
+        for run_dir in run_dir_of.values():  # a request that came as its run was ending, never taken
+            (run_dir / STOP_REQUEST).unlink(missing_ok=True)
         for study_trial in asked:
             seeds = [outcomes.get(trial.id, {"status": "interrupted"}) for trial in trials[study_trial.number]]
             tell(study, study_trial, seeds, config.metric)

@@ -3,15 +3,19 @@ once per seed, on local worker processes or a Dask cluster, with a ledger that m
 
 A sweep folder holds::
 
-    sweep.yaml       the resolved sweep file
+    sweep.yaml       the resolved sweep file (with the population mode it was run with)
+    base.yaml        the base config, when the sweep was given one as data (``nnctl.sweep`` from Python)
     trials.jsonl     the ledger: one line per event (pending, running, completed, failed, diverged, pruned,
                      interrupted)
     trials/<id>/     each trial's ordinary run folder; <id> is a hash of the trial's overrides and seed
     summary.csv      one row per parameter point: its parameters, mean and std over seeds of each metric
     optuna.db        (method tpe) the Optuna study, so that --resume continues it
+    tensorboard/     (a base config with training.loggers: [tensorboard]) TensorBoard's HParams experiment
 
-Each trial is a separate ``nnctl train`` process with one BLAS thread, so a crash, a divergence or a kill
-stays inside it, and its numbers do not depend on the executor or the number of workers.
+Each unit of work is its own process with one BLAS thread: a trial alone (``nnctl train``) or the trials of
+one network shape as a population (``nnctl train-population``, ``population.py``), so a crash or a kill stays
+inside its unit (a population's setup error fails its members together), and the numbers do not depend on
+the executor, the number of workers or the grouping.
 
 SIGINT (Ctrl-C) or SIGTERM stops a sweep: no new trial starts, the running ones are asked to stop (SIGTERM:
 each checkpoints and exits; a second Ctrl-C kills them) and are recorded as interrupted, and ``--resume``
@@ -767,6 +771,8 @@ def run_sweep(
             sweep.base_path = folder / "base.yaml"
             atomic_write_text(sweep.base_path, sweep.base_text)
         resolved = {**config.model_dump(mode="json"), "base": str(sweep.base_path)}
+        if population is not None:  # --population: what --resume continues with (TPE's pruning steps depend on it)
+            resolved["executor"]["population"] = population
         atomic_write_text(folder / "sweep.yaml", yaml.safe_dump(resolved, sort_keys=False))
     (folder / "trials").mkdir(exist_ok=True)
     ledger = Ledger(folder / "trials.jsonl")

@@ -44,6 +44,7 @@ from nnctl.metrics import Head
 from nnctl.runs import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
+    STOP_REQUEST,
     FileWriter,
     RunFolder,
     RunLock,
@@ -378,6 +379,7 @@ class Trainer:
         self.state = TrainState()
         self.rows: list[dict] = []
         self.stop_signal: int | None = None
+        self.stop_requested = False  # stopped by a stop-requested file rather than by a signal
         self.threads = blas_threads(config, data.n_features)
         self.last_saved_epoch: int | None = None  # the epoch checkpoints/last.npz holds
         self.loggers = make_loggers(config, run.path)  # training.loggers (nnctl.loggers); usually none
@@ -415,7 +417,7 @@ class Trainer:
             while self.wants_epoch():
                 try:
                     if self.stop_signal is None and self.run.take_stop_request():  # a sweep's pruner asks, as a SIGTERM would
-                        self.stop_signal = signal.SIGTERM
+                        self.stop_signal, self.stop_requested = signal.SIGTERM, True
                     if self.stop_signal is not None:
                         raise Interrupted
                     row = self.train_epoch()
@@ -750,10 +752,10 @@ class Trainer:
         """Stopped by a signal: checkpoint where we are (inside the epoch), tell how to continue."""
         snapshot = self.snapshot()
         self.save("last", snapshot)
-        self.writer.wait()  # the summary comes after the checkpoint it points to
+        self.writer.wait(self.run.path)  # the summary comes after the checkpoint it points to
         progress = self.state.progress
         where = f"epoch {progress.epoch}, row {progress.next_start} of {len(progress.order)}" if progress else f"epoch {self.state.epoch}"
-        name = signal.Signals(self.stop_signal).name
+        name = STOP_REQUEST if self.stop_requested else signal.Signals(self.stop_signal).name
         message = f"{name}: stopped in {where} and saved a checkpoint; continue with: nnctl resume {self.run.path}"
         summary = {"status": "interrupted", "stop_reason": message, "epochs_run": self.state.epoch}
         write_json(self.run.summary_path, summary)
@@ -761,7 +763,7 @@ class Trainer:
 
     def finish(self, status: str, stop_reason: str, last_good: dict) -> RunResult:
         """Score the test set with the weights the config selects, and write summary.json."""
-        self.writer.wait()  # the summary comes after the checkpoints it points to
+        self.writer.wait(self.run.path)  # the summary comes after the checkpoints it points to
         final = "the last finite weights (training diverged)" if status == "diverged" else "the final weights"
         if self.selector is None:
             checkpoint, scored_epoch, why = "last", self.state.epoch, f"{final}: no model selection was asked for"

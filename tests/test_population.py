@@ -197,7 +197,7 @@ def test_a_member_asked_to_stop_ends_there_and_the_others_go_on_as_alone(tmp_pat
     finally:
         pop.Population = original
     assert [r.status for r in results] == ["completed", "interrupted", "completed"]
-    assert len(run_files(run_dirs[1])["rows"]) == 4 and "stopped in epoch 4" in results[1].message
+    assert len(run_files(run_dirs[1])["rows"]) == 4 and results[1].message.startswith("stop-requested: stopped in epoch 4")
     for one, other in zip(alone, run_dirs):
         if other != run_dirs[1]:
             assert_same_runs(run_files(one), run_files(other))

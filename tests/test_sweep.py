@@ -281,8 +281,11 @@ def test_killed_and_interrupted_populations_resume_to_the_same_summary(tmp_path)
     started = len(read_jsonl(folder / "trials.jsonl"))
     process = subprocess.Popen([sys.executable, "-m", "nnctl", "sweep", "--resume", str(folder), "--workers", "2"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    resumed = lambda folder, final: len(read_jsonl(folder / "trials.jsonl")) > started and the_long_population_trains(folder, final)  # noqa: E731
-    wait_for_ledger(out, resumed, process)  # the long population trains again, in new folders
+    def resumed(folder: Path, final: dict) -> bool:  # the long population trains again, in new folders
+        restarted = sum(e["event"] == "running" for e in read_jsonl(folder / "trials.jsonl")[started:]) >= 3
+        return restarted and the_long_population_trains(folder, final)
+
+    wait_for_ledger(out, resumed, process)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == 130 and "Traceback" not in stderr, stderr
@@ -461,8 +464,8 @@ def test_a_batch_point_is_judged_by_its_seeds_mean_and_its_unfinished_seeds_aske
             self.reported.append((step, value))
 
     trial = Recording()
-    watch = PointWatch({0: (trial, [*seeds, ended])}, "val_accuracy", epochs=5)
-    watch.judge(0, trial, [*seeds, ended])
+    watch = PointWatch({0: (trial, [*seeds, ended], 5)}, "val_accuracy")
+    watch.judge(0, trial, [*seeds, ended], 5)
     rows = [json.loads(line) for line in (finished_run / "metrics.jsonl").read_text().splitlines()]
     assert trial.reported == [(e, pytest.approx(rows[e - 1]["val_accuracy"])) for e in (1, 2)]  # epoch 3: one seed lacks it
     assert watch.pruned == {0}
@@ -504,6 +507,21 @@ overrides: [training.epochs=60, data.val_fraction=0.2]
     assert len(states) == 11 and set(states.values()) <= {"COMPLETE", "PRUNED"}
     for lr, events in by_point.items():  # a point is pruned as a whole, told to the study as such
         assert len(events) == 2 and states[lr] == ("PRUNED" if any(e["event"] == "pruned" for e in events) else "COMPLETE")
+
+
+def test_tpe_batches_train_a_point_asked_twice_once(tmp_path):
+    """With few values to choose from, TPE asks the same point twice in one batch: its trials (one folder each)
+    are trained once and both asks are told their result."""
+    body = "name: repeats\nmethod: tpe\ntrials: 6\nseeds: [0]\nparameters:\n  optimizer.lr: [0.1, 0.03]\noverrides: [training.epochs=3]\n"
+    result = nnctl("sweep", write_sweep(tmp_path, body), "--out", tmp_path / "out", "--workers", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    folder = sweep_dir(tmp_path / "out")
+    final = {e["trial"]: e for e in read_jsonl(folder / "trials.jsonl")}
+    assert len(final) == 2 and {e["event"] for e in final.values()} == {"completed"}
+    import optuna
+
+    study = optuna.load_study(study_name="repeats", storage=f"sqlite:///{folder / 'optuna.db'}")
+    assert len(study.trials) == 6 and {t.state.name for t in study.trials} == {"COMPLETE"}
 
 
 def test_a_trial_is_pruned_only_if_the_signal_stopped_it_early():
