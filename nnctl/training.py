@@ -380,6 +380,7 @@ class Trainer:
         self.rows: list[dict] = []
         self.stop_signal: int | None = None
         self.stop_requested = False  # stopped by a stop-requested file rather than by a signal
+        self._config_as_dict: tuple = (None, None)  # (config, its dict): see _config_dict
         self.threads = blas_threads(config, data.n_features)
         self.last_saved_epoch: int | None = None  # the epoch checkpoints/last.npz holds
         self.loggers = make_loggers(config, run.path)  # training.loggers (nnctl.loggers); usually none
@@ -845,7 +846,7 @@ class Trainer:
 
     def _config_dict(self) -> dict:
         """The config as a dict, made once per config object (every checkpoint carries it)."""
-        if getattr(self, "_config_as_dict", (None,))[0] is not self.config:
+        if self._config_as_dict[0] is not self.config:
             self._config_as_dict = (self.config, self.config.to_dict())
         return self._config_as_dict[1]
 
