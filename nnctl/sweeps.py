@@ -363,12 +363,26 @@ class Ledger:
 TRIAL_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _die_with_parent():  # pragma: no cover - runs in the child before exec
-    """Linux: the trial process gets SIGKILL if the sweep process dies, so no orphan keeps writing."""
+def _load_prctl():
     try:
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+        return ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except OSError:  # not glibc Linux
+        return None
+
+
+_PRCTL = _load_prctl() if sys.platform.startswith("linux") else None  # loaded here: the child must not spend time on it
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """Linux: the trial process gets SIGKILL if the sweep process dies, so no orphan keeps writing.  If the
+    sweep died between the fork and the prctl, the child has a new parent already and ends at once."""
+
+    def arm():  # pragma: no cover - runs in the child before exec
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
 
 
 def start_process(command: list[str], on_start: Callable | None, target) -> subprocess.Popen:
@@ -378,7 +392,7 @@ def start_process(command: list[str], on_start: Callable | None, target) -> subp
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **TRIAL_ENV},
-        preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+        preexec_fn=_die_with_parent(os.getpid()) if _PRCTL else None,
         start_new_session=True,  # a terminal's Ctrl-C reaches the sweep only, which stops its trials once
     )
     if on_start:
