@@ -38,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from nnctl.errors import NnctlError
+from nnctl.npz import npz_bytes
 
 CHECKPOINT_FORMAT = "nnctl-checkpoint"
 CHECKPOINT_VERSION = 2  # 2: best-epoch trackers by name (select_best, early stopping), strict JSON metadata
@@ -160,9 +161,7 @@ def read_json_object(path: Path, what: str) -> dict:
 
 def checkpoint_bytes(arrays: dict[str, np.ndarray], meta: dict) -> bytes:
     """An ``.npz`` of plain numeric arrays, plus the JSON metadata as a string array named ``meta.json``."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays, **{META_KEY: np.array(json_text(meta))})
-    return buffer.getvalue()
+    return npz_bytes({**arrays, META_KEY: np.array(json_text(meta))})
 
 
 def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
