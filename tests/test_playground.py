@@ -348,7 +348,11 @@ def test_live_in_a_pseudo_terminal(tmp_path, ending):
             read_for(0.3)
         os.write(master, ending.encode())
         read_for(5, until=b"saved the config")
-        assert process.wait(timeout=10) == 0
+        try:
+            assert process.wait(timeout=10) == 0
+        except subprocess.TimeoutExpired:
+            read_for(0.5)
+            pytest.fail(f"still running 15 s after {ending!r}; its last output: {bytes(output[-1500:])!r}")
         assert termios.tcgetattr(slave) == settings  # cbreak mode undone
     finally:
         if process.poll() is None:

@@ -605,8 +605,14 @@ def read_keys(fd: int, timeout: float) -> str:
 
 def run_interactive(session: PlaygroundSession, epochs_per_frame: int, stdin=None) -> None:
     """Train and redraw about FRAMES_PER_SECOND times a second until q (or Ctrl-C); keys act at once.
-    The terminal is put in cbreak mode (keys arrive unbuffered, unechoed) and always restored."""
+    The terminal is put in cbreak mode (keys arrive unbuffered, unechoed) and always restored.
+
+    Ctrl-C sets a flag that the loop reads after each frame, rather than raising KeyboardInterrupt wherever
+    the program happens to be: an exception raised inside a finalizer is printed and dropped by Python, and the
+    playground would then never quit."""
+    import signal
     import termios
+    import threading
     import tty
 
     from rich.console import Console
@@ -617,10 +623,13 @@ def run_interactive(session: PlaygroundSession, epochs_per_frame: int, stdin=Non
     saved = termios.tcgetattr(fd)
     console = Console()
     view = View(interactive=True)
+    quitting: list[int] = []
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: quitting.append(signum)) if on_main_thread else None
     try:
         tty.setcbreak(fd)
         with Live(console=console, screen=True, auto_refresh=False, redirect_stdout=False, redirect_stderr=False) as live:
-            while True:
+            while not quitting:
                 started = time.monotonic()
                 if not view.paused:
                     for _ in range(epochs_per_frame):
@@ -633,11 +642,11 @@ def run_interactive(session: PlaygroundSession, epochs_per_frame: int, stdin=Non
                 live.update(render_rich(session, view, size.width, size.height, console.color_system), refresh=True)
                 wait = 0.25 if view.paused else 1.0 / FRAMES_PER_SECOND - (time.monotonic() - started)
                 for key in read_keys(fd, wait):
-                    if not apply_action(action_for_key(key), session, view):
+                    if key == "\x03" or not apply_action(action_for_key(key), session, view):  # Ctrl-C read as a key
                         return
-    except KeyboardInterrupt:
-        return  # Ctrl-C quits like q
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
