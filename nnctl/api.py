@@ -285,7 +285,7 @@ def sweep(
       folder) or the base config itself as a dict;
     - an experiment config (path or dict) with ``params={"optimizer.lr": [0.3, 0.1]}``: the grid of those
       values, trained with each of ``seeds`` (default [0]) and ranked by ``metric`` (as ``-p``, ``--seeds``,
-      ``--metric``);
+      ``--metric``); with ``seeds`` alone, the config once per seed (how stable is it?);
     - a sweep folder: the sweep is continued (``--resume``); a finished one is summarized again.
 
     ``overrides`` (as ``--set``) apply to every trial; ``out``, ``workers``, ``population``, ``executor``,
@@ -302,10 +302,10 @@ def sweep(
         one_of("population", population, sweeps.POPULATION_MODES)
     changes = _override_list(overrides)
     resume_dir = None
-    if params is not None:
-        definition = _grid(spec, params, seeds, metric, changes)
+    if params is not None or (seeds is not None and not _is_sweep_spec(spec)):
+        definition = _grid(spec, params or {}, seeds, metric, changes)
     elif seeds is not None or metric is not None:
-        raise NnctlError("seeds and metric go with params (a grid over an experiment config); a sweep file or dict sets its own")
+        raise NnctlError("seeds and metric go with an experiment config (with params, or seeds alone); a sweep file or dict sets its own")
     elif isinstance(spec, Mapping):
         definition = _sweep_from_dict(spec, changes)
     elif isinstance(spec, (str, os.PathLike)) and Path(spec).is_dir():
@@ -398,8 +398,8 @@ def _grid(base, params: Mapping, seeds, metric: str | None, overrides: list[str]
     from nnctl import sweeps
     from nnctl.yamlio import Locations
 
-    if not isinstance(params, Mapping) or not params:
-        raise NnctlError("params: give a dict of key paths to lists of values, e.g. {'optimizer.lr': [0.3, 0.1]}")
+    if not isinstance(params, Mapping) or not (params or seeds is not None):
+        raise NnctlError("params: give a dict of key paths to lists of values, e.g. {'optimizer.lr': [0.3, 0.1]} (or seeds alone)")
     if isinstance(base, Mapping):
         base_config = _load_config(base, []).config
         name, base_file, base_text = base_config.name, "base.yaml", base_config.to_yaml()
@@ -411,6 +411,15 @@ def _grid(base, params: Mapping, seeds, metric: str | None, overrides: list[str]
     if metric is not None:
         data["metric"] = metric
     return sweeps.sweep_from_data(data, Locations("nnctl.sweep()"), Path.cwd(), base_text=base_text)
+
+
+def _is_sweep_spec(spec) -> bool:
+    """Whether ``spec`` is a sweep (a file or dict with ``base``, or a sweep folder) rather than an experiment config."""
+    from nnctl import sweeps
+
+    if isinstance(spec, Mapping):
+        return "base" in spec
+    return isinstance(spec, (str, os.PathLike)) and (Path(spec).is_dir() or sweeps.is_sweep_file(Path(spec)))
 
 
 def _sweep_from_dict(spec: Mapping, overrides: list[str]) -> SweepSpec:

@@ -423,9 +423,9 @@ def plot_command(
 @app.command()
 @report_errors
 def sweep(
-    file: Optional[Path] = typer.Argument(None, metavar="FILE", help="A sweep file, or an experiment config with -p options (not needed with --resume)."),
+    file: Optional[Path] = typer.Argument(None, metavar="FILE", help="A sweep file, or an experiment config with -p and/or --seeds (not needed with --resume)."),
     param: Optional[List[str]] = typer.Option(None, "--param", "-p", metavar="KEY.PATH=V1,V2", help="One-line grid values; repeatable."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", metavar="<int,...>", help="One-line sweeps: seeds, e.g. 0,1,2."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", metavar="<int,...>", help="One-line sweeps: seeds, e.g. 0,1,2 (alone: the config once per seed)."),
     metric: Optional[str] = typer.Option(None, "--metric", metavar="<metric>", help="One-line sweeps: the summary metric to rank by."),
     set_: Optional[List[str]] = SetOption,
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Sweep folders go to OUT/sweeps/."),
@@ -452,13 +452,15 @@ def sweep(
     if population is not None:
         one_of("--population", population, sweeps.POPULATION_MODES)
     if file is None and resume_dir is None:
-        raise NnctlError("give a sweep file (or an experiment config with -p), or --resume SWEEP_FOLDER")
+        raise NnctlError("give a sweep file (or an experiment config with -p or --seeds), or --resume SWEEP_FOLDER")
     if resume_dir is not None:
-        if set_ or param:
-            raise NnctlError("--resume continues a sweep as it was defined: --set and -p cannot change it")
+        if set_ or param or seeds or metric:
+            raise NnctlError("--resume continues a sweep as it was defined: --set, -p, --seeds and --metric cannot change it")
         spec = sweeps.load_sweep_dir(resume_dir)
-    elif param:
-        spec = sweeps.one_line_sweep(file, param, seeds, set_ or [], metric)
+    elif param or (seeds and not sweeps.is_sweep_file(file)):
+        spec = sweeps.one_line_sweep(file, param or [], seeds, set_ or [], metric)
+    elif seeds or metric:
+        raise NnctlError(f"{file}: a sweep file sets its own seeds and metric; --seeds and --metric go with an experiment config")
     else:
         spec = sweeps.load_sweep(file, set_ or [])
     reporter = console.SweepReporter(quiet=json_output)

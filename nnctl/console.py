@@ -180,7 +180,7 @@ class SweepReporter:
         metrics = outcome.get("metrics", {})
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("test_"))
         detail = shown if event == "completed" else outcome.get("error", "")
-        print(f"[{self.done}] {event:9s} {params}  seed {trial.seed}  {detail}", flush=True)
+        print(f"[{self.done}] {event:9s} {params + '  ' if params else ''}seed {trial.seed}  {detail}", flush=True)
 
 
 def print_leaderboard(sweep, result, limit: int = 15) -> None:

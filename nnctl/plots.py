@@ -604,6 +604,8 @@ def sweep_figure(folder: Path, metric: str | None = None) -> "Figure":
     if not rows:
         raise NnctlError(f"{folder}: summary.csv has no completed values of {metric!r}")
     parameters = list(config.parameters)
+    if not parameters:
+        return _seeds_figure(folder, config, metric, rows[0])
     figure = new_figure(4.6 * len(parameters), 3.8)
     axes = figure.subplots(1, len(parameters), squeeze=False)[0]
     for ax, parameter in zip(axes, parameters):
@@ -632,6 +634,28 @@ def sweep_figure(folder: Path, metric: str | None = None) -> "Figure":
         if others and len(groups) <= 8:
             ax.legend(fontsize=7)
     figure.suptitle(f"sweep {config.name}: {metric} ({config.mode})")
+    return figure
+
+
+def _seeds_figure(folder: Path, config, metric: str, row: dict) -> "Figure":
+    """A sweep over seeds alone: the metric of each seed's run, with the mean and ± one std (summary.csv's)."""
+    from nnctl.sweeps import Ledger
+
+    records = [record for record in Ledger(folder / "trials.jsonl").latest().values() if record["event"] == "completed"]
+    values = sorted((record["seed"], record["metrics"][metric]) for record in records if record.get("metrics", {}).get(metric) is not None)
+    mean, std = float(row[f"{metric}_mean"]), float(row[f"{metric}_std"] or 0)
+    figure = new_figure(max(4.6, 0.35 * len(values) + 2), 3.8)
+    ax = figure.subplots()
+    positions = range(len(values))
+    ax.axhspan(mean - std, mean + std, color="tab:blue", alpha=0.15, label="± 1 std")
+    ax.axhline(mean, color="tab:blue", label=f"mean {mean:.4g}")
+    ax.plot(positions, [value for _, value in values], "o", color="tab:orange", label="a seed's run")
+    ax.set_xticks(positions, [str(seed) for seed, _ in values], rotation=90 if len(values) > 20 else 0)
+    ax.set_xlabel("seed")
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    figure.suptitle(f"sweep {config.name}: {metric} over {len(values)} seeds, {mean:.4g} ± {std:.2g}")
     return figure
 
 

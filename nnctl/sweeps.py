@@ -136,8 +136,9 @@ class SweepConfig(Strict):
     )
     mode: Literal["max", "min"] | None = Field(None, description="whether the metric is best at its max or min; default: max for accuracy and r2, else min")
     parameters: dict[str, ParameterSpec] = Field(
-        min_length=1,
-        description="a key path of the base config (optimizer.lr): a list of values, or (random, tpe) a distribution",
+        {},
+        description="a key path of the base config (optimizer.lr): a list of values, or (random, tpe) a distribution;"
+        " none: the base config once per seed (how stable is it?)",
     )
     trials: Annotated[int, Field(ge=1, le=MAX_SWEEP_TRIALS)] | None = Field(None, description="random / tpe: how many parameter points")
     seed: int = Field(0, description="seed of the random and TPE choices of parameter points")
@@ -152,6 +153,8 @@ class SweepConfig(Strict):
             for path, spec in self.parameters.items():
                 if isinstance(spec, Distribution):
                     raise ValueError(f"parameters.{path}: a grid takes a list of values; distributions need method random or tpe")
+        elif not self.parameters:
+            raise ValueError(f"method {self.method} draws parameter points: give parameters (or method grid, for seeds alone)")
         elif self.trials is None:
             raise ValueError(f"method {self.method} needs trials: N (how many parameter points to try)")
         if self.executor.type == "dask" and not self.executor.address:
@@ -179,14 +182,30 @@ def sweep_from_data(data: Any, locations: Locations, base_dir: Path, overrides: 
     base config itself (``base`` then names the file it becomes in the sweep folder)."""
     if not isinstance(data, dict):
         raise ConfigError([f"{locations.source}: a sweep file must be a mapping of keys (base, parameters, ...)"])
+    if "base" not in data and {"model", "data"} & set(data):
+        raise NnctlError(
+            f"{locations.source}: an experiment config, not a sweep file (which names its config in base:); sweep it with"
+            " -p key.path=v1,v2 and/or --seeds 0,1,2"
+        )
     config = validate_section(SweepConfig, data, locations)
     config.overrides = [*config.overrides, *overrides]
     base_path = None if base_text is not None else (Path(base_dir) / config.base).resolve()
     return _checked(Sweep(config, base_path, None, base_text), locations)
 
 
+def is_sweep_file(path: Path) -> bool:
+    """Whether ``path`` holds a sweep (a mapping with ``base``) rather than an experiment config; False when it
+    cannot be read (the reader that follows reports why)."""
+    try:
+        data, _ = read_yaml(path)
+    except NnctlError:
+        return False
+    return isinstance(data, dict) and "base" in data
+
+
 def one_line_sweep(base: Path, params: list[str], seeds: str | None, overrides: list[str], metric=None, mode=None) -> Sweep:
-    """``nnctl sweep configs/spiral.yaml -p optimizer.lr=0.3,0.1 --seeds 0,1,2``: a grid over the values."""
+    """``nnctl sweep configs/spiral.yaml -p optimizer.lr=0.3,0.1 --seeds 0,1,2``: a grid over the values
+    (``--seeds`` alone: the config once per seed)."""
     parameters = {}
     for spec in params:
         key, sep, values = spec.partition("=")
@@ -197,8 +216,8 @@ def one_line_sweep(base: Path, params: list[str], seeds: str | None, overrides: 
         # the limits of a file (nodes, depth, Python tags) hold for each value
         place = command_line_place("-p", spec)
         parameters[key] = [parse_yaml(v, place, inline=True)[0] if v.strip() else None for v in values.split(",")]
-    if not parameters:
-        raise NnctlError(f"{base}: an experiment config needs -p key.path=v1,v2,... to sweep over (or give a sweep file)")
+    if not parameters and not seeds:
+        raise NnctlError(f"{base}: an experiment config needs -p key.path=v1,v2,... to sweep over, or --seeds 0,1,2 (or give a sweep file)")
     try:
         seed_list = [int(s) for s in seeds.split(",")] if seeds else [0]
     except ValueError:

@@ -278,6 +278,14 @@ def test_sweep_gives_the_cli_sweep(tmp_path, monkeypatch):
     assert again.rows == from_file.rows and again.folder == from_file.folder
 
 
+def test_a_sweep_over_seeds_alone(tmp_path):
+    stable = nnctl.sweep(SPIRAL, seeds=[0, 1], overrides={"training.epochs": 3}, out=tmp_path)
+    assert stable.parameters == [] and len(stable.rows) == 1 and stable.rows[0]["count"] == 2
+    assert stable.best_params == {} and len(stable.runs) == 2
+    with pytest.raises(nnctl.NnctlError, match="seeds and metric go with an experiment config"):
+        nnctl.sweep(stable.folder, seeds=[3])
+
+
 def test_sweep_errors_are_the_cli_errors(tmp_path):
     with pytest.raises(nnctl.NnctlError, match=r"^nnctl.sweep\(\): parameters: unknown parameter path 'optimizer.lrr' \(did you mean 'optimizer.lr'\?\)"):
         nnctl.sweep(SPIRAL, params={"optimizer.lrr": [0.1]}, out=tmp_path)
@@ -285,7 +293,7 @@ def test_sweep_errors_are_the_cli_errors(tmp_path):
         nnctl.sweep(SPIRAL, params={"optimizer.lr": [0.1]}, population="sometimes", out=tmp_path)
     with pytest.raises(nnctl.NnctlError, match="^<dict>: metric: no run of this sweep produces 'test_r2'"):
         nnctl.sweep({"base": str(SPIRAL), "metric": "test_r2", "parameters": {"optimizer.lr": [0.1]}}, out=tmp_path)
-    with pytest.raises(nnctl.NnctlError, match="seeds and metric go with params"):
+    with pytest.raises(nnctl.NnctlError, match="seeds and metric go with an experiment config"):
         nnctl.sweep({"base": str(SPIRAL), "parameters": {"optimizer.lr": [0.1]}}, seeds=[0, 1])
     assert not (tmp_path / "sweeps").exists()
 

@@ -576,6 +576,46 @@ def test_one_line_sweep(tmp_path):
     assert Path(report["sweep_dir"]).name.startswith("spiral-")
 
 
+def test_a_sweep_over_seeds_alone(tmp_path):
+    """"How stable is this config?": --seeds without -p (or a sweep file without parameters) trains the config
+    once per seed; summary.csv has one row, the mean and std over the seeds; the plot shows each seed's run."""
+    result = nnctl("sweep", SPIRAL, "--seeds", "0,1,2", "--set", "training.epochs=5", "--out", tmp_path / "line", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["trials"] == 3 and len(report["leaderboard"]) == 1
+    folder = Path(report["sweep_dir"])
+    (row,) = read_summary(folder)
+    accuracies = [json.loads((run / "summary.json").read_text())["test_accuracy"] for run in (folder / "trials").iterdir()]
+    assert row["count"] == "3" and float(row["test_accuracy_mean"]) == pytest.approx(np.mean(accuracies), abs=1e-12)
+    assert float(row["test_accuracy_std"]) == pytest.approx(np.std(accuracies, ddof=1), abs=1e-12)
+    assert list(row)[:3] == ["count", "failed", "pruned"]  # no parameter columns
+
+    file = write_sweep(tmp_path, "name: stable\nseeds: [0, 1, 2]\noverrides: [training.epochs=5]\n")
+    from_file = nnctl("sweep", file, "--out", tmp_path / "file")
+    assert from_file.returncode == 0, from_file.stderr
+    assert "stable: test_accuracy (max)" in from_file.stdout and " ± " in from_file.stdout  # the leaderboard's one row
+    assert without_times(read_summary(sweep_dir(tmp_path / "file"))) == without_times([row])
+
+    plotted = nnctl("plot", folder, "--out", tmp_path / "seeds.png")
+    assert plotted.returncode == 0, plotted.stderr
+    assert (tmp_path / "seeds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_command_lines_that_do_not_fit_are_one_line(tmp_path):
+    from conftest import nnctl_in_process
+
+    file = write_sweep(tmp_path, "seeds: [0, 1]\n")
+    cases = [
+        ((SPIRAL,), "an experiment config, not a sweep file"),  # neither -p nor --seeds
+        ((file, "--seeds", "3,4"), "a sweep file sets its own seeds and metric"),
+        ((file, "--metric", "test_loss"), "a sweep file sets its own seeds and metric"),
+        ((write_sweep(tmp_path, "method: random\ntrials: 3\n", "r.yaml"),), "method random draws parameter points"),
+    ]
+    for args, fragment in cases:
+        assert_clean_error(nnctl_in_process("sweep", *args, "--out", tmp_path / "out"), fragment)
+    assert not (tmp_path / "out").exists()
+
+
 BAD = {
     "unknown parameter path": ("parameters:\n  optimizer.lrr: [0.1]\n", ["unknown parameter path 'optimizer.lrr'", "did you mean 'optimizer.lr'"]),
     "empty grid": ("parameters:\n  optimizer.lr: []\n", ["parameters", "at least 1 item"]),
