@@ -179,51 +179,54 @@ class Population:
             x, y, targets = self._gather(orders)
         augmenting = any(member.augment.active for member in active)
         classification = active[0].task == "classification"
-        # each member's running sums, as its EpochProgress would hold them (float64 sums of float(loss) * rows,
-        # the same additions in the same order as a single run's)
-        total_loss, seen, correct = np.zeros(population), np.zeros(population, dtype=np.int64), np.zeros(population, dtype=np.int64)
-        counting = np.ones(population, dtype=bool)  # False once a member's batch loss was not finite
+        # each member's running sums, as its EpochProgress would hold them: float64 sums of float(loss) * rows,
+        # the same additions in the same order as a single run's.  Every member counts every batch until its batch
+        # loss is not finite; then its run stops counting there, as alone (``stopped``: the rows and correct
+        # answers it had counted before; its sum is its EpochProgress's already)
+        total_loss, correct, seen = np.zeros(population), np.zeros(population, dtype=np.int64), 0
+        stopped: dict[int, tuple[int, int]] = {}
         started = time.perf_counter()
-        for start in range(0, n, batch):
-            if whole_epoch:
-                xb, yb, tb = x[:, start : start + batch], y[:, start : start + batch], targets[:, start : start + batch]
-            else:
-                xb, yb, tb = self._gather(orders[:, start : start + batch])
-            rows = xb.shape[1]
-            if rows == 1 and self.has_batchnorm:
-                continue  # a batch of one row has no variance to normalize with
-            if augmenting:
-                xb = np.stack([member.augment(xb[p]) if member.augment.active else xb[p] for p, member in enumerate(active)])
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for start in range(0, n, batch):
+                if whole_epoch:
+                    xb, yb, tb = x[:, start : start + batch], y[:, start : start + batch], targets[:, start : start + batch]
+                else:
+                    xb, yb, tb = self._gather(orders[:, start : start + batch])
+                rows = xb.shape[1]
+                if rows == 1 and self.has_batchnorm:
+                    continue  # a batch of one row has no variance to normalize with
+                if augmenting:
+                    xb = np.stack([member.augment(xb[p]) if member.augment.active else xb[p] for p, member in enumerate(active)])
                 output = self.model.forward(xb, training=True)
                 losses = self.loss.forward(output, tb)
-            finite = np.isfinite(losses)
-            for p in np.flatnonzero(counting & ~finite):  # this member's run stops counting here, as alone
-                progress[p].total_loss = float(losses[p])
-                progress[p].next_start = start + rows
-            counting &= finite
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                finite = np.isfinite(losses)
+                if not finite.all():
+                    for p in map(int, np.flatnonzero(~finite)):
+                        if p not in stopped:  # this member's run stops counting here, as alone
+                            progress[p].total_loss, progress[p].next_start = float(losses[p]), start + rows
+                            stopped[p] = (seen, int(correct[p]))
                 self.model.backward(self.loss.backward(), input_grad=False)
                 if self.penalty is not None:
                     self.penalty.add_gradient(self.weights, self.weight_grads)
                 if active[0].grad_clip:
                     stacked.clip_global_norm([self.grads], active[0].grad_clip)
                 self.optimizer.step()
-                total_loss += np.where(counting, losses.astype(np.float64) * rows, 0.0)
-            seen += counting * rows
-            if classification:
-                correct += counting * np.count_nonzero(self._predictions(output) == yb, axis=1)
-            if self.stop_signal is not None and start + rows < n:  # as a single run: stop inside the epoch
-                seconds = (time.perf_counter() - started) / population
-                self._settle(progress, counting, total_loss, seen, correct, start + rows)
-                self.diverged = {p: active[p].epoch_row(progress[p], lrs[p]) for p in np.flatnonzero(~counting)}  # their epoch ended
-                for p in np.flatnonzero(counting):
-                    progress[p].seconds += seconds
-                    active[p].state.progress = progress[p]
-                    active[p].optimizer.steps = self.optimizer.steps
-                raise Interrupted
+                np.add(total_loss, np.multiply(losses, rows, dtype=np.float64), out=total_loss)
+                seen += rows
+                if classification:
+                    correct += np.add.reduce(self._predictions(output) == yb, axis=1, dtype=np.int64)
+                if self.stop_signal is not None and start + rows < n:  # as a single run: stop inside the epoch
+                    seconds = (time.perf_counter() - started) / population
+                    self._settle(progress, stopped, total_loss, seen, correct, start + rows)
+                    self.diverged = {p: active[p].epoch_row(progress[p], lrs[p]) for p in stopped}  # their epoch ended
+                    for p, member_progress in enumerate(progress):
+                        if p not in stopped:
+                            member_progress.seconds += seconds
+                            active[p].state.progress = member_progress
+                            active[p].optimizer.steps = self.optimizer.steps
+                    raise Interrupted
         seconds = (time.perf_counter() - started) / population
-        self._settle(progress, counting, total_loss, seen, correct, n)
+        self._settle(progress, stopped, total_loss, seen, correct, n)
         for member in active:
             member.optimizer.steps = self.optimizer.steps
         for member_progress in progress:
@@ -242,11 +245,13 @@ class Population:
         return gathered
 
     @staticmethod
-    def _settle(progress: list[EpochProgress], counting, total_loss, seen, correct, next_start: int) -> None:
-        """Write the running sums into each member's EpochProgress (a stopped member's stopped with it)."""
+    def _settle(progress: list[EpochProgress], stopped: dict, total_loss, seen: int, correct, next_start: int) -> None:
+        """Write the running sums into each member's EpochProgress (a stopped member's as they stood at its stop)."""
         for p, member_progress in enumerate(progress):
-            member_progress.seen, member_progress.correct = int(seen[p]), int(correct[p])
-            if counting[p]:
+            if p in stopped:
+                member_progress.seen, member_progress.correct = stopped[p]
+            else:
+                member_progress.seen, member_progress.correct = seen, int(correct[p])
                 member_progress.total_loss, member_progress.next_start = float(total_loss[p]), next_start
 
     def _predictions(self, output: np.ndarray) -> np.ndarray:
