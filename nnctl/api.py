@@ -304,6 +304,8 @@ def sweep(
     resume_dir = None
     if params is not None or (seeds is not None and not _is_sweep_spec(spec)):
         definition = _grid(spec, params or {}, seeds, metric, changes)
+    elif metric is not None and not _is_sweep_spec(spec):
+        raise NnctlError("metric ranks the points of a sweep: give params and/or seeds with it")
     elif seeds is not None or metric is not None:
         raise NnctlError("seeds and metric go with an experiment config (with params, or seeds alone); a sweep file or dict sets its own")
     elif isinstance(spec, Mapping):

@@ -457,10 +457,14 @@ def sweep(
         if set_ or param or seeds or metric:
             raise NnctlError("--resume continues a sweep as it was defined: --set, -p, --seeds and --metric cannot change it")
         spec = sweeps.load_sweep_dir(resume_dir)
+    elif file.is_dir():
+        raise NnctlError(f"{file}: a folder; continue a sweep folder with nnctl sweep --resume {file}")
     elif param or (seeds and not sweeps.is_sweep_file(file)):
         spec = sweeps.one_line_sweep(file, param or [], seeds, set_ or [], metric)
     elif seeds or metric:
-        raise NnctlError(f"{file}: a sweep file sets its own seeds and metric; --seeds and --metric go with an experiment config")
+        if sweeps.is_sweep_file(file):
+            raise NnctlError(f"{file}: a sweep file sets its own seeds and metric; --seeds and --metric go with an experiment config")
+        raise NnctlError(f"{file}: --metric ranks the points of a sweep: give -p key.path=v1,v2 and/or --seeds 0,1,2 with it")
     else:
         spec = sweeps.load_sweep(file, set_ or [])
     reporter = console.SweepReporter(quiet=json_output)

@@ -641,10 +641,15 @@ def _seeds_figure(folder: Path, config, metric: str, row: dict) -> "Figure":
     """A sweep over seeds alone: the metric of each seed's run, with the mean and ± one std (summary.csv's)."""
     from nnctl.sweeps import Ledger
 
-    records = [record for record in Ledger(folder / "trials.jsonl").latest().values() if record["event"] == "completed"]
-    values = sorted((record["seed"], record["metrics"][metric]) for record in records if record.get("metrics", {}).get(metric) is not None)
+    records = list(Ledger(folder / "trials.jsonl").latest().values())
+    values = sorted(
+        (record["seed"], record["metrics"][metric])
+        for record in records
+        if record["event"] == "completed" and record.get("metrics", {}).get(metric) is not None
+    )
     mean, std = float(row[f"{metric}_mean"]), float(row[f"{metric}_std"] or 0)
-    figure = new_figure(max(4.6, 0.35 * len(values) + 2), 3.8)
+    others = [f"+{count} {event}" for event in ("failed", "diverged", "pruned") if (count := sum(r["event"] == event for r in records))]
+    figure = new_figure(max(6.4, 0.35 * len(values) + 2), 3.8)
     ax = figure.subplots()
     positions = range(len(values))
     ax.axhspan(mean - std, mean + std, color="tab:blue", alpha=0.15, label="± 1 std")
@@ -655,7 +660,8 @@ def _seeds_figure(folder: Path, config, metric: str, row: dict) -> "Figure":
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    figure.suptitle(f"sweep {config.name}: {metric} over {len(values)} seeds, {mean:.4g} ± {std:.2g}")
+    seeds = f"{len(values)} seed{'s' if len(values) != 1 else ''}" + (f" ({', '.join(others)})" if others else "")
+    figure.suptitle(f"sweep {config.name}: {metric} over {seeds}, {mean:.4g} ± {std:.2g}")
     return figure
 
 

@@ -46,7 +46,7 @@ from typing import Annotated, Any, Callable, Literal, Union
 
 import numpy as np
 import yaml
-from pydantic import Discriminator, Field, PositiveInt, Tag, model_validator
+from pydantic import Discriminator, Field, PositiveInt, Tag, field_validator, model_validator
 
 from nnctl.config import (
     ExperimentConfig,
@@ -131,8 +131,10 @@ class SweepConfig(Strict):
     seeds: Annotated[list[Annotated[int, Field(ge=0, lt=2**32)]], Field(min_length=1, max_length=MAX_SWEEP_TRIALS)] = Field(
         [0], description="each parameter point runs once per seed; results are aggregated over the seeds"
     )
-    metric: str = Field(
-        "test_accuracy", description="the summary.json number to rank by: test_*, val_*, train_*, epochs_run, train_seconds_total"
+    metric: str | None = Field(
+        None,
+        description="the summary.json number to rank by: test_*, val_*, train_*, epochs_run, train_seconds_total;"
+        " default: test_accuracy (classification) or test_r2 (regression), else the val_ or train_ one",
     )
     mode: Literal["max", "min"] | None = Field(None, description="whether the metric is best at its max or min; default: max for accuracy and r2, else min")
     parameters: dict[str, ParameterSpec] = Field(
@@ -145,10 +147,15 @@ class SweepConfig(Strict):
     overrides: list[str] = Field([], description="--set values applied to the base config of every trial")
     executor: Executor = Field(Executor(), description="where the trials run: {type: local, workers: N} or {type: dask, address: ...}")
 
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def _bare_parameters(cls, value):
+        return {} if value is None else value  # "parameters:" with nothing under it: the config once per seed
+
     @model_validator(mode="after")
     def _check(self):
-        if self.mode is None:
-            self.mode = "max" if self.metric.endswith(("accuracy", "r2")) else "min"
+        if self.mode is None and self.metric is not None:
+            self.mode = default_mode(self.metric)
         if self.method == "grid":
             for path, spec in self.parameters.items():
                 if isinstance(spec, Distribution):
@@ -160,6 +167,10 @@ class SweepConfig(Strict):
         if self.executor.type == "dask" and not self.executor.address:
             raise ValueError("executor dask needs an address, e.g. tcp://127.0.0.1:8786")
         return self
+
+
+def default_mode(metric: str) -> str:
+    return "max" if metric.endswith(("accuracy", "r2")) else "min"
 
 
 @dataclass
@@ -185,7 +196,7 @@ def sweep_from_data(data: Any, locations: Locations, base_dir: Path, overrides: 
     if "base" not in data and {"model", "data"} & set(data):
         raise NnctlError(
             f"{locations.source}: an experiment config, not a sweep file (which names its config in base:); sweep it with"
-            " -p key.path=v1,v2 and/or --seeds 0,1,2"
+            " -p key.path=v1,v2 and/or --seeds 0,1,2 (from Python: params=, seeds=)"
         )
     config = validate_section(SweepConfig, data, locations)
     config.overrides = [*config.overrides, *overrides]
@@ -251,6 +262,10 @@ def _checked(sweep: Sweep, locations: Locations) -> Sweep:
                 f"{locations.place(('parameters', path))}: parameters: unknown parameter path {path!r}{did_you_mean(path, list(known))}"
             )
     metrics = summary_metrics(sweep.base)
+    if config.metric is None:  # the task's score on the first split its runs have
+        score = "r2" if sweep.base.data.is_regression else "accuracy"
+        config.metric = next((m for m in (f"test_{score}", f"val_{score}", f"train_{score}") if m in metrics), "train_loss")
+        config.mode = config.mode or default_mode(config.metric)
     if config.metric not in metrics:
         raise NnctlError(
             f"{locations.place(('metric',))}: metric: no run of this sweep produces {config.metric!r}{did_you_mean(config.metric, metrics)}; "

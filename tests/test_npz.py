@@ -60,11 +60,24 @@ def test_the_zip64_form_for_huge_archives_reads_back_the_same(monkeypatch):
     import nnctl.npz
 
     arrays = {"w": np.arange(10.0), "meta.json": np.array("{}")}
-    plain = npz_bytes(arrays)
     monkeypatch.setattr(nnctl.npz, "_ZIP_LIMIT", 0)  # every archive is "huge"
     huge = npz_bytes(arrays)
-    assert huge != plain
+    assert huge[18:26] == b"\xff" * 8 and huge[30 + 5 : 30 + 7] == b"\x01\x00"  # the sizes in a zip64 extra field
     with np.load(io.BytesIO(huge)) as loaded:
         assert loaded.files == list(arrays) and all(np.array_equal(loaded[name], array) for name, array in arrays.items())
     with pytest.raises(ValueError, match="pickles"):
         npz_bytes({"o": np.array([None], dtype=object)})
+
+
+def test_what_plain_zip_and_npy_1_0_cannot_describe_is_written_as_savez_would():
+    import zipfile
+
+    many_fields = np.zeros(2, dtype=[(f"f{i}", "<f4") for i in range(5000)])  # an .npy header past 64 KiB
+    beyond_latin1 = np.zeros(3, dtype=[("名前", "<i4")])  # a field name only .npy 3.0 can hold
+    for arrays in ({"a": many_fields}, {"b": beyond_latin1, "plain": np.arange(3)}):
+        with np.load(io.BytesIO(npz_bytes(arrays)), max_header_size=200_000) as loaded:
+            for name, array in arrays.items():
+                assert loaded[name].dtype == array.dtype and loaded[name].tobytes() == array.tobytes()
+    with zipfile.ZipFile(io.BytesIO(npz_bytes({"é": np.arange(2)}))) as archive:
+        (info,) = archive.infolist()
+        assert info.filename == "é.npy" and info.create_system == 3  # made on Unix: unzip trusts the UTF-8 name

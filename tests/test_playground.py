@@ -367,3 +367,42 @@ def test_live_in_a_pseudo_terminal(tmp_path, ending):
     config = yaml.safe_load(path.read_text())
     assert config["data"]["dataset"] == "xor" and config["optimizer"]["lr"] == 0.1
     assert config["training"]["epochs"] >= 1
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty") or sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_ctrl_c_quits_inside_a_long_frame(tmp_path):
+    """Ctrl-C is read after each epoch, not each frame: a frame of a million epochs still quits at once, with
+    exit 0 and the terminal settings restored."""
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    settings = termios.tcgetattr(slave)
+
+    def controlling_terminal():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nnctl", "playground", "--epochs-per-frame", "1000000"],
+        stdin=slave, stdout=slave, stderr=slave, cwd=REPO, preexec_fn=controlling_terminal,
+        env={**os.environ, "TERM": "xterm-256color"},
+    )  # fmt: skip
+    output = bytearray()
+    try:
+        deadline = time.monotonic() + 20
+        while b"\x1b[?1049h" not in output and time.monotonic() < deadline:  # the full screen is on: training
+            if select.select([master], [], [], 0.05)[0]:
+                output.extend(os.read(master, 65536))
+        assert b"\x1b[?1049h" in output, output[-500:]
+        os.write(master, b"\x03")
+        assert process.wait(timeout=10) == 0
+        assert termios.tcgetattr(slave) == settings
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(slave)
+        os.close(master)

@@ -599,6 +599,23 @@ def test_a_sweep_over_seeds_alone(tmp_path):
     plotted = nnctl("plot", folder, "--out", tmp_path / "seeds.png")
     assert plotted.returncode == 0, plotted.stderr
     assert (tmp_path / "seeds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from nnctl.plots import sweep_figure
+
+    figure = sweep_figure(folder)
+    assert figure.texts[0].get_text().startswith("sweep spiral: test_accuracy over 3 seeds, ")  # the seeds' figure
+    (axes,) = figure.axes
+    assert sorted(axes.lines[-1].get_ydata()) == sorted(accuracies) and axes.get_xlabel() == "seed"
+
+
+def test_the_default_metric_is_the_tasks_score_and_a_bare_parameters_key_is_none(tmp_path):
+    from nnctl.sweeps import load_sweep
+
+    regression = tmp_path / "reg.yaml"
+    regression.write_text(f"base: {CONFIGS / 'reg_plane.yaml'}\nseeds: [0, 1]\nparameters:\n")
+    sweep = load_sweep(regression)
+    assert (sweep.config.metric, sweep.config.mode, sweep.config.parameters) == ("test_r2", "max", {})
+    classification = load_sweep(write_sweep(tmp_path, "parameters:\n  optimizer.lr: [0.1]\n"))
+    assert (classification.config.metric, classification.config.mode) == ("test_accuracy", "max")
 
 
 def test_sweep_command_lines_that_do_not_fit_are_one_line(tmp_path):
@@ -610,6 +627,8 @@ def test_sweep_command_lines_that_do_not_fit_are_one_line(tmp_path):
         ((file, "--seeds", "3,4"), "a sweep file sets its own seeds and metric"),
         ((file, "--metric", "test_loss"), "a sweep file sets its own seeds and metric"),
         ((write_sweep(tmp_path, "method: random\ntrials: 3\n", "r.yaml"),), "method random draws parameter points"),
+        ((SPIRAL, "--metric", "test_loss"), "--metric ranks the points of a sweep: give -p key.path=v1,v2 and/or --seeds"),
+        ((tmp_path, "--seeds", "0"), "a folder; continue a sweep folder with nnctl sweep --resume"),
     ]
     for args, fragment in cases:
         assert_clean_error(nnctl_in_process("sweep", *args, "--out", tmp_path / "out"), fragment)

@@ -607,9 +607,9 @@ def run_interactive(session: PlaygroundSession, epochs_per_frame: int, stdin=Non
     """Train and redraw about FRAMES_PER_SECOND times a second until q (or Ctrl-C); keys act at once.
     The terminal is put in cbreak mode (keys arrive unbuffered, unechoed) and always restored.
 
-    Ctrl-C sets a flag that the loop reads after each frame, rather than raising KeyboardInterrupt wherever
+    Ctrl-C sets a flag that the loop reads after each epoch, rather than raising KeyboardInterrupt wherever
     the program happens to be: an exception raised inside a finalizer is printed and dropped by Python, and the
-    playground would then never quit."""
+    playground would then never quit.  A second Ctrl-C raises at once (an epoch that never ends)."""
     import signal
     import termios
     import threading
@@ -624,8 +624,14 @@ def run_interactive(session: PlaygroundSession, epochs_per_frame: int, stdin=Non
     console = Console()
     view = View(interactive=True)
     quitting: list[int] = []
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: quitting.append(signum)) if on_main_thread else None
+
+    def on_ctrl_c(signum, frame):
+        if quitting:
+            raise KeyboardInterrupt
+        quitting.append(signum)
+
+    handling = threading.current_thread() is threading.main_thread()  # Python runs signal handlers there only
+    previous = signal.signal(signal.SIGINT, on_ctrl_c) if handling else None
     try:
         tty.setcbreak(fd)
         with Live(console=console, screen=True, auto_refresh=False, redirect_stdout=False, redirect_stderr=False) as live:
@@ -633,6 +639,8 @@ def run_interactive(session: PlaygroundSession, epochs_per_frame: int, stdin=Non
                 started = time.monotonic()
                 if not view.paused:
                     for _ in range(epochs_per_frame):
+                        if quitting:
+                            return
                         session.step_epoch()
                         if session.diverged:
                             view.paused = True
@@ -644,9 +652,11 @@ def run_interactive(session: PlaygroundSession, epochs_per_frame: int, stdin=Non
                 for key in read_keys(fd, wait):
                     if key == "\x03" or not apply_action(action_for_key(key), session, view):  # Ctrl-C read as a key
                         return
+    except KeyboardInterrupt:
+        return  # a second Ctrl-C: quit as with q
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        if handling:  # None: a handler not set from Python, which cannot be put back; the default then
+            signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
