@@ -77,6 +77,7 @@ CASES = {
     "early-stopping-and-selection": (SPIRAL, [{"seed": s, "training__epochs": 30, "training__early_stopping": {"monitor": "val_loss", "patience": 2 + s, "restore_best": True}, "optimizer__lr": 0.3} for s in range(3)]),
     "activations": (SPIRAL, [{"seed": s, "model__layers": [{"type": "dense", "units": 8, "activation": a}, SPIRAL["model"]["layers"][1], SPIRAL["model"]["layers"][2]]} for s, a in enumerate(["relu", "tanh", {"name": "leaky_relu", "slope": 0.2}, "relu", "sigmoid"])]),
     "one-diverges": (LINEAR_MSE, [{"seed": 1, "optimizer__lr": 0.01}, {"seed": 2, "optimizer__lr": 50.0}, {"seed": 3, "optimizer__lr": 0.02}]),
+    "one-classifier-diverges": ({**LINEAR_MSE, "loss": "cross_entropy"}, [{"seed": 1, "optimizer__lr": 0.01}, {"seed": 2, "optimizer__lr": 1e30}, {"seed": 3}]),
 }
 
 
@@ -91,7 +92,7 @@ def test_each_member_writes_what_nnctl_train_writes_alone(case, tmp_path):
     for one, other in zip(alone, together):
         assert_same_runs(run_files(one), run_files(other))
         statuses.append(json.loads((other / "summary.json").read_text())["status"])
-    if case == "one-diverges":
+    if case.startswith("one-"):
         assert statuses == ["completed", "diverged", "completed"]
     if case == "early-stopping-and-selection":
         assert len({len(run_files(run)["rows"]) for run in together}) > 1  # the members stopped at different epochs
