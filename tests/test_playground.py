@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -305,11 +306,14 @@ def test_activation_cycle_covers_the_playgrounds_four():
 # ------------------------------------------------------------------------------------ a real terminal
 
 
-@pytest.mark.skipif(not hasattr(os, "openpty") or sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
-@pytest.mark.parametrize("ending", ["q", "\x03"])
-def test_live_in_a_pseudo_terminal(tmp_path, ending):
-    """Under a pty the playground is live: keys change it, q (or Ctrl-C) quits with exit 0 and the
-    terminal settings restored; --save writes the final settings."""
+NEEDS_A_PTY = pytest.mark.skipif(not hasattr(os, "openpty") or sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+
+
+@contextlib.contextmanager
+def playground_in_a_pty(*args: str):
+    """``nnctl playground ARGS`` on a new 80x24 pseudo-terminal that is its controlling terminal (so that ^C
+    is a SIGINT): the process, the master and slave ends, and the slave's terminal settings before it ran;
+    the process is killed if it is still running at the end."""
     import fcntl
     import struct
     import termios
@@ -317,17 +321,34 @@ def test_live_in_a_pseudo_terminal(tmp_path, ending):
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     settings = termios.tcgetattr(slave)
-    path = tmp_path / "live.yaml"
 
     def controlling_terminal():
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     process = subprocess.Popen(
-        [sys.executable, "-m", "nnctl", "playground", "--dataset", "circle", "--save", str(path)],
+        [sys.executable, "-m", "nnctl", "playground", *args],
         stdin=slave, stdout=slave, stderr=slave, cwd=REPO, preexec_fn=controlling_terminal,
         env={**os.environ, "TERM": "xterm-256color"},
     )  # fmt: skip
+    try:
+        yield process, master, slave, settings
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(slave)
+        os.close(master)
+
+
+@NEEDS_A_PTY
+@pytest.mark.parametrize("ending", ["q", "\x03"])
+def test_live_in_a_pseudo_terminal(tmp_path, ending):
+    """Under a pty the playground is live: keys change it, q (or Ctrl-C) quits with exit 0 and the
+    terminal settings restored; --save writes the final settings."""
+    import termios
+
+    path = tmp_path / "live.yaml"
     output = bytearray()
 
     def read_for(seconds: float, until: bytes | None = None) -> None:
@@ -340,7 +361,7 @@ def test_live_in_a_pseudo_terminal(tmp_path, ending):
                 except OSError:
                     return
 
-    try:
+    with playground_in_a_pty("--dataset", "circle", "--save", str(path)) as (process, master, slave, settings):
         read_for(20, until=b"q quit")
         assert b"q quit" in output, output[-500:]
         for key in "d+":  # circle -> xor; lr 0.03 -> 0.1
@@ -354,12 +375,6 @@ def test_live_in_a_pseudo_terminal(tmp_path, ending):
             read_for(0.5)
             pytest.fail(f"still running 15 s after {ending!r}; its last output: {bytes(output[-1500:])!r}")
         assert termios.tcgetattr(slave) == settings  # cbreak mode undone
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(slave)
-        os.close(master)
     text = output.decode("utf-8", errors="replace")
     assert "Traceback" not in text
     assert "epoch" in text and "▀" in text and "\x1b[" in text  # drawn with colours
@@ -369,29 +384,14 @@ def test_live_in_a_pseudo_terminal(tmp_path, ending):
     assert config["training"]["epochs"] >= 1
 
 
-@pytest.mark.skipif(not hasattr(os, "openpty") or sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
-def test_ctrl_c_quits_inside_a_long_frame(tmp_path):
+@NEEDS_A_PTY
+def test_ctrl_c_quits_inside_a_long_frame():
     """Ctrl-C is read after each epoch, not each frame: a frame of a million epochs still quits at once, with
     exit 0 and the terminal settings restored."""
-    import fcntl
-    import struct
     import termios
 
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    settings = termios.tcgetattr(slave)
-
-    def controlling_terminal():
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nnctl", "playground", "--epochs-per-frame", "1000000"],
-        stdin=slave, stdout=slave, stderr=slave, cwd=REPO, preexec_fn=controlling_terminal,
-        env={**os.environ, "TERM": "xterm-256color"},
-    )  # fmt: skip
     output = bytearray()
-    try:
+    with playground_in_a_pty("--epochs-per-frame", "1000000") as (process, master, slave, settings):
         deadline = time.monotonic() + 20
         while b"\x1b[?1049h" not in output and time.monotonic() < deadline:  # the full screen is on: training
             if select.select([master], [], [], 0.05)[0]:
@@ -400,9 +400,3 @@ def test_ctrl_c_quits_inside_a_long_frame(tmp_path):
         os.write(master, b"\x03")
         assert process.wait(timeout=10) == 0
         assert termios.tcgetattr(slave) == settings
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        os.close(slave)
-        os.close(master)
