@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CONFIGS, REPO, nnctl, train_json
+from conftest import CONFIGS, REPO, nnctl, nnctl_in_process, train_json
 
 TINY = ("--set", "training.epochs=2")
 IRIS = REPO / "examples" / "iris" / "iris.yaml"
@@ -31,11 +31,15 @@ def one_json_line(stdout: str) -> dict:
 def folder(tmp_path_factory) -> Path:
     """A typical runs folder: classification, regression, a fixed-weight model, and iris trained twice."""
     runs = tmp_path_factory.mktemp("typical") / "runs"
+
+    def train(config: Path, *args) -> str:  # in this process: the folders are the subject here, not training
+        result = nnctl_in_process("train", config, *args, "--out", runs, "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)["run_dir"]
+
     for config in ("spiral.yaml", "xor_mlp.yaml", "mcculloch_pitts_and.yaml", "reg_plane.yaml"):
-        train_json(CONFIGS / config, *TINY, out=runs)
-    first = train_json(IRIS, *TINY, out=runs)
-    second = train_json(IRIS, "--set", "training.epochs=3", out=runs)
-    assert first["run_dir"] != second["run_dir"]
+        train(CONFIGS / config, *TINY)
+    assert train(IRIS, *TINY) != train(IRIS, "--set", "training.epochs=3")
     return runs
 
 
@@ -132,13 +136,13 @@ def test_json_errors_are_one_json_object_on_stdout(tmp_path):
         (["resume", tmp_path / "missing", "--json"], "missing"),
     ]
     for args, fragment in cases:
-        result = nnctl(*args)
+        result = nnctl_in_process(*args)  # errors before any training: the CLI's own main, in this process
         assert result.returncode == 2, (args, result.stderr)
         error = one_json_line(result.stdout)
         assert set(error) == {"error", "exit_code"} and error["exit_code"] == 2
         assert fragment in error["error"], (args, error)
         assert result.stderr.startswith("error: ") and fragment in result.stderr  # stderr keeps the error line
-    without = nnctl("eval", tmp_path / "missing")
+    without = nnctl_in_process("eval", tmp_path / "missing")
     assert without.stdout == "" and without.returncode == 2
 
 
@@ -159,12 +163,13 @@ def all_commands() -> list[list[str]]:
     return walk(typer.main.get_command(app), [])
 
 
-def test_help_shows_no_python_types_and_the_choices():
+def test_help_shows_no_python_types_and_the_choices(monkeypatch):
     commands = all_commands()
     assert ["eval"] in commands and ["runs", "compare"] in commands and ["data", "fetch"] in commands
     texts = {}
+    monkeypatch.setenv("COLUMNS", "200")
     for path in commands:
-        result = nnctl(*path, "--help", env={"COLUMNS": "200"})
+        result = nnctl_in_process(*path, "--help")  # the CLI's own main, without 17 interpreter start-ups
         assert result.returncode == 0, (path, result.stderr)
         for wrong in ("<bool>", "<str>", "<list["):
             assert wrong not in result.stdout, (path, wrong, result.stdout)

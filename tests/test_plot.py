@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import CONFIGS, nnctl, train_json
+from conftest import CONFIGS, nnctl, nnctl_in_process, train_json
 
 import matplotlib  # noqa: F401 - in the test extra: a missing one must fail here, not skip
 
@@ -251,10 +251,10 @@ def test_a_run_without_metrics_yet(circle_run, tmp_path):
 
 
 def test_bad_kind_and_output(circle_run, runs, tmp_path):
-    assert_clean_error(nnctl("plot", circle_run, "--kind", "function", "--out", tmp_path / "x.png"), "--kind function", "'circle'")
-    assert_clean_error(nnctl("plot", circle_run, "--kind", "bars"), "--kind", "allowed: auto, curves, boundary, function")
-    assert_clean_error(nnctl("plot", circle_run, "--out", tmp_path / "x.jpg"), "ending in .png")
-    assert_clean_error(nnctl("plot", circle_run, "--out", tmp_path / "no" / "such" / "x.png"), "cannot write")
+    assert_clean_error(nnctl_in_process("plot", circle_run, "--kind", "function", "--out", tmp_path / "x.png"), "--kind function", "'circle'")
+    assert_clean_error(nnctl_in_process("plot", circle_run, "--kind", "bars"), "--kind", "allowed: auto, curves, boundary, function")
+    assert_clean_error(nnctl_in_process("plot", circle_run, "--out", tmp_path / "x.jpg"), "ending in .png")
+    assert_clean_error(nnctl_in_process("plot", circle_run, "--out", tmp_path / "no" / "such" / "x.png"), "cannot write")
 
 
 def test_training_plots_key_writes_the_figures_at_the_end(runs):

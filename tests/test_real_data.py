@@ -255,15 +255,15 @@ def test_digits_reaches_095_and_predict_on_exported_csv_matches_eval(tmp_path, r
 def test_predict_errors(tmp_path, runs):
     run = Path(train_json(CONFIGS / "spiral.yaml", "--set", "training.epochs=2", out=runs)["run_dir"])
     write_csv(tmp_path / "wrong.csv", ["x", "y"], [[0.1, 0.2]])
-    assert_clean_error(nnctl("predict", run, tmp_path / "wrong.csv"), "missing column(s) 'x1', 'x2'", "the model reads x1, x2")
-    assert_clean_error(nnctl("predict", run, tmp_path / "none.csv"), "none.csv: file not found")
+    assert_clean_error(nnctl_in_process("predict", run, tmp_path / "wrong.csv"), "missing column(s) 'x1', 'x2'", "the model reads x1, x2")
+    assert_clean_error(nnctl_in_process("predict", run, tmp_path / "none.csv"), "none.csv: file not found")
     write_csv(tmp_path / "points.csv", ["x2", "x1"], [[0.5, 1.0], [-3, 2]])
     out = tmp_path / "missing-folder" / "p.csv"
-    assert_clean_error(nnctl("predict", run, tmp_path / "points.csv", "--out", out), "cannot write")
+    assert_clean_error(nnctl_in_process("predict", run, tmp_path / "points.csv", "--out", out), "cannot write")
     assert not out.exists()
     good = nnctl("predict", run, tmp_path / "points.csv")
     assert good.returncode == 0 and good.stdout.splitlines()[0] == "prediction" and len(good.stdout.splitlines()) == 3
-    assert_clean_error(nnctl("predict", train_json(CONFIGS / "reg_plane.yaml", "--set", "training.epochs=2", out=runs)["run_dir"], tmp_path / "points.csv", "--proba"), "--proba needs a classifier")
+    assert_clean_error(nnctl_in_process("predict", train_json(CONFIGS / "reg_plane.yaml", "--set", "training.epochs=2", out=runs)["run_dir"], tmp_path / "points.csv", "--proba"), "--proba needs a classifier")
 
 
 def test_playground_predict_applies_the_feature_transforms(tmp_path, runs):
