@@ -337,6 +337,46 @@ def wait_for_rows(folder: Path, rows: int = 2) -> None:
     raise AssertionError(f"no run in {folder} trained {rows} epochs")
 
 
+SWEEP_INTERRUPTED = """
+import json, pathlib, sys
+import nnctl
+
+out, base = sys.argv[1], sys.argv[2]
+report = {}
+print("ready", flush=True)
+try:
+    nnctl.sweep(base, seeds=[0, 1], overrides={"training.epochs": 150, "data.samples": 2000}, out=out)
+except KeyboardInterrupt as exc:
+    report["interrupt"] = str(exc)
+(folder,) = pathlib.Path(out, "sweeps").iterdir()
+done = nnctl.sweep(folder)  # the folder continues the sweep, as nnctl sweep --resume
+report["rows"] = [{"count": row["count"], "failed": row["failed"]} for row in done.rows]
+report["statuses"] = sorted(run.status for run in done.runs)
+report["epochs"] = sorted(run.summary["epochs_run"] for run in done.runs)
+print(json.dumps(report), flush=True)
+"""
+
+
+def test_ctrl_c_stops_a_sweep_with_keyboard_interrupt_and_its_folder_continues_it(tmp_path):
+    script = tmp_path / "sweep_script.py"
+    script.write_text(textwrap.dedent(SWEEP_INTERRUPTED))
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, script, out, SPIRAL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if process.stdout.readline().strip() != "ready":
+        raise AssertionError(process.communicate(timeout=60)[1])
+    deadline = time.monotonic() + 60
+    while not any(len(read_jsonl(log)) >= 2 for log in out.glob("sweeps/*/trials/*/metrics.jsonl")):
+        assert time.monotonic() < deadline and process.poll() is None, "no trial trained two epochs"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    report = json.loads(stdout.splitlines()[-1])
+    assert re.search(r"nnctl sweep --resume .* \(from Python: nnctl.sweep\('.*'\)\)$", report["interrupt"]), report["interrupt"]
+    assert report["rows"] == [{"count": 2, "failed": 0}]
+    assert report["statuses"] == ["completed", "completed"] and report["epochs"] == [150, 150]
+
+
 def test_ctrl_c_stops_at_a_checkpoint_raises_keyboard_interrupt_and_resumes_sigterm_returns(tmp_path):
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(INTERRUPTED))
