@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import platform
 import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -346,7 +345,7 @@ class PlaygroundSession:
     def checkpoint_bytes(self) -> bytes:
         """The model as a checkpoint file (what ``checkpoints/last.npz`` of ``save_run`` would hold):
         ``nnctl eval`` and ``nnctl predict`` read it."""
-        from nnctl.runs import save_checkpoint
+        from nnctl.runs import checkpoint_bytes
 
         trainer, config = self.trainer, self.trainer.config
         trainer.config = self._config_for_saving()
@@ -357,10 +356,7 @@ class PlaygroundSession:
             meta = trainer.checkpoint_meta(self.epoch)
         finally:
             trainer.config = config
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "model.npz"
-            save_checkpoint(path, arrays, meta)
-            return path.read_bytes()
+        return checkpoint_bytes(arrays, meta)
 
     def _config_for_saving(self) -> ExperimentConfig:
         config = self.config.model_copy(deep=True)
