@@ -14,7 +14,6 @@ untouched.  ``population_key`` says which runs can be stacked together.
 
 from __future__ import annotations
 
-import signal
 import time
 
 import numpy as np
@@ -148,8 +147,7 @@ class Population:
                         interrupted[id(member)] = member.interrupted()
                     break
                 active = [member for member, row in zip(active, rows) if member.accept_epoch(row) and member.wants_epoch()]
-                for member in [member for member in active if member.run.take_stop_request()]:  # a pruner's request
-                    member.stop_signal, member.stop_requested = signal.SIGTERM, True
+                for member in [member for member in active if member.stop_requested_now()]:  # a pruner's request
                     interrupted[id(member)] = member.interrupted()
                     active.remove(member)
         finally:

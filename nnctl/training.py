@@ -417,9 +417,7 @@ class Trainer:
         try:
             while self.wants_epoch():
                 try:
-                    if self.stop_signal is None and self.run.take_stop_request():  # a sweep's pruner asks, as a SIGTERM would
-                        self.stop_signal, self.stop_requested = signal.SIGTERM, True
-                    if self.stop_signal is not None:
+                    if self.stop_signal is not None or self.stop_requested_now():
                         raise Interrupted
                     row = self.train_epoch()
                 except Interrupted:
@@ -429,6 +427,13 @@ class Trainer:
         finally:
             self.close_logs()
         return self.end()
+
+    def stop_requested_now(self) -> bool:
+        """Whether a sweep's pruner asks this run to stop (a ``stop-requested`` file): it then stops as a SIGTERM
+        would stop it."""
+        if self.run.take_stop_request():
+            self.stop_signal, self.stop_requested = signal.SIGTERM, True
+        return self.stop_requested
 
     # The loop in four parts, so that a population (``population.py``) can drive each member's epochs.
 

@@ -205,3 +205,31 @@ def test_a_member_asked_to_stop_ends_there_and_the_others_go_on_as_alone(tmp_pat
     assert not (run_dirs[1] / STOP_REQUEST).exists()  # the request was taken: resuming trains on
     assert resume_run(run_dirs[1], None, [], False, command=["test"]).status == "completed"
     assert_same_runs(run_files(alone[1]), run_files(run_dirs[1]))
+
+
+
+def test_a_single_run_asked_to_stop_ends_there_and_resumes_as_if_never_stopped(tmp_path, monkeypatch):
+    """``touch RUN/stop-requested`` stops a single run at the end of its epoch as a SIGTERM would (status
+    interrupted, exit code 143, the file taken); ``nnctl resume`` then ends as an uninterrupted run."""
+    from nnctl.resume import resume_run
+    from nnctl.runs import STOP_REQUEST, RunFolder
+    from nnctl.training import Trainer
+
+    config = loaded(SPIRAL, seed=3, optimizer__momentum=0.9)
+    alone = run_training(config, tmp_path / "alone", command=["test"]).run_dir
+    original = Trainer.accept_epoch
+
+    def accept_and_ask_after_epoch_4(self, row):
+        if row["epoch"] == 4:
+            (self.run.path / STOP_REQUEST).touch()
+        return original(self, row)
+
+    monkeypatch.setattr(Trainer, "accept_epoch", accept_and_ask_after_epoch_4)
+    stopped = run_training(config, tmp_path / "stopped", command=["test"])
+    monkeypatch.setattr(Trainer, "accept_epoch", original)
+    assert (stopped.status, stopped.exit_code) == ("interrupted", 143)
+    assert stopped.message.startswith("stop-requested: stopped in epoch 4")
+    assert len(run_files(stopped.run_dir)["rows"]) == 4 and not (stopped.run_dir / STOP_REQUEST).exists()
+    resumed = resume_run(RunFolder(stopped.run_dir).path, None, [], False, command=["test"])
+    assert resumed.status == "completed"
+    assert_same_runs(run_files(alone), run_files(stopped.run_dir))
