@@ -80,6 +80,11 @@ def prune_metric(sweep) -> str | None:
 REPORTS_PER_SEED = 20
 
 
+def report_every(epochs: int | None) -> int:
+    """Report every k-th epoch (and the last): the same steps for every point, at most REPORTS_PER_SEED of them."""
+    return max(1, math.ceil(epochs / REPORTS_PER_SEED)) if epochs else 1
+
+
 class PruneWatch:
     """Reads a running trial's metrics.jsonl, reports its epochs to Optuna, stops the process if pruned.
 
@@ -88,7 +93,7 @@ class PruneWatch:
 
     def __init__(self, study_trial, metric: str, step_offset: int, epochs: int | None = None, on_start=None):
         self.trial, self.metric, self.offset, self.epochs = study_trial, metric, step_offset, epochs
-        self.every = max(1, math.ceil(epochs / REPORTS_PER_SEED)) if epochs else 1  # the same steps for every point
+        self.every = report_every(epochs)
         self.on_start = on_start  # also told of the process (the sweep's interrupt handling)
         self.pruned = False
         self.thread: threading.Thread | None = None
@@ -308,7 +313,7 @@ class PointWatch:
                     self.judge(number, study_trial, run_dirs, epochs)
 
     def judge(self, number: int, study_trial, run_dirs: list[Path], epochs: int | None) -> None:
-        every = max(1, math.ceil(epochs / REPORTS_PER_SEED)) if epochs else 1  # the same steps for every point
+        every = report_every(epochs)
         seeds = [self.values(run_dir) for run_dir in run_dirs]
         common = set.intersection(*(set(values) for values in seeds))
         new = sorted(e for e in common if e > self.reported.get(number, 0) and (e % every == 0 or e == epochs))
