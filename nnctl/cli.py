@@ -459,12 +459,12 @@ def sweep(
         spec = sweeps.load_sweep_dir(resume_dir)
     elif file.is_dir():
         raise NnctlError(f"{file}: a folder; continue a sweep folder with nnctl sweep --resume {file}")
-    elif param or (seeds and not sweeps.is_sweep_file(file)):
+    elif param or ((seeds or metric) and not sweeps.is_sweep_file(file)):
+        if not (param or seeds):
+            raise NnctlError(f"{file}: --metric ranks the points of a sweep: give -p key.path=v1,v2 and/or --seeds 0,1,2 with it")
         spec = sweeps.one_line_sweep(file, param or [], seeds, set_ or [], metric)
     elif seeds or metric:
-        if sweeps.is_sweep_file(file):
-            raise NnctlError(f"{file}: a sweep file sets its own seeds and metric; --seeds and --metric go with an experiment config")
-        raise NnctlError(f"{file}: --metric ranks the points of a sweep: give -p key.path=v1,v2 and/or --seeds 0,1,2 with it")
+        raise NnctlError(f"{file}: a sweep file sets its own seeds and metric; --seeds and --metric go with an experiment config")
     else:
         spec = sweeps.load_sweep(file, set_ or [])
     reporter = console.SweepReporter(quiet=json_output)
