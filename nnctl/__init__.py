@@ -8,10 +8,10 @@ __version__ = "0.1.0"
 
 from nnctl.errors import NnctlError  # noqa: E402 - after __version__, which the package's modules read
 
-__all__ = ["NnctlError", "Run", "Sweep", "__version__", "load", "sweep", "train"]
-
 #: the names nnctl.api defines, imported on first use: the CLI, which imports this package first, never loads them
 _API = ("Run", "Sweep", "load", "sweep", "train")
+
+__all__ = ["NnctlError", "__version__", *_API]
 
 
 def __getattr__(name: str):

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from nnctl.errors import NnctlError, from_os_error
+from nnctl.errors import NnctlError, from_os_error, one_of
 
 if TYPE_CHECKING:  # pragma: no cover - for annotations only
     import numpy as np
@@ -187,7 +187,6 @@ class Run:
     def evaluate(self, split: str = "test") -> dict:
         """``nnctl eval``: the split (test, val or train) recomputed as training made it, scored with the
         checkpoint summary.json names."""
-        from nnctl.errors import one_of
         from nnctl.evaluation import SPLITS, evaluate_split, restore
 
         one_of("split", split, SPLITS)
@@ -294,7 +293,6 @@ def sweep(
     import signal
 
     from nnctl import sweeps
-    from nnctl.errors import one_of
 
     if executor is not None:
         one_of("executor", executor, sweeps.EXECUTORS)

@@ -240,17 +240,14 @@ def schema_command(
     sweep: bool = typer.Option(False, "--sweep", help="The schema of a sweep file instead of an experiment config."),
 ):
     """Print the JSON Schema of a config (or a sweep file), for completion in editors (yaml-language-server)."""
-    from nnctl.runs import atomic_write_text
+    from nnctl.runs import write_output
     from nnctl.schema import config_schema, schema_text, sweep_schema
 
     text = schema_text(sweep_schema() if sweep else config_schema())
     if out is None:
         sys.stdout.write(text)
         return
-    try:
-        atomic_write_text(out, text)
-    except OSError as exc:
-        raise NnctlError(f"{out}: cannot write: {exc.strerror}") from None
+    write_output(out, text)
     print(f"wrote {out}", file=sys.stderr)
 
 
@@ -325,7 +322,7 @@ def predict_command(
     from nnctl.evaluation import restore
     from nnctl.predict import predict, to_csv
     from nnctl.runref import resolve_run
-    from nnctl.runs import atomic_write_text
+    from nnctl.runs import write_output
 
     run = resolve_run(run)
     if not input_file.is_file():
@@ -338,10 +335,7 @@ def predict_command(
     if out is None:
         sys.stdout.write(text)
     else:
-        try:
-            atomic_write_text(out, text)
-        except OSError as exc:
-            raise NnctlError(f"{out}: cannot write: {exc.strerror}") from None
+        write_output(out, text)
         print(f"wrote {len(predictions.values)} predictions to {out}", file=sys.stderr)
     if predictions.score:
         score = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in predictions.score.items())

@@ -38,6 +38,7 @@ about 0.3 µs a byte).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -104,17 +105,14 @@ class EventFile:
         self.write(Event(wall_time=now / 1e9, file_version="brain.Event:2"))
 
     def write(self, event) -> None:
-        from tensorboardX.record_writer import masked_crc32c
-
+        masked_crc32c = protos()[2]
         data = event.SerializeToString()
         header = struct.pack("<Q", len(data))
         self.file.write(header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data)))
 
     def summary(self, step: int, values: list) -> None:
         """One event at ``step`` holding ``values`` (``Summary.Value`` protos)."""
-        from tensorboardX.proto.event_pb2 import Event
-        from tensorboardX.proto.summary_pb2 import Summary
-
+        Event, Summary, _ = protos()
         self.write(Event(wall_time=time.time(), step=step, summary=Summary(value=values)))
 
     def flush(self) -> None:
@@ -124,9 +122,19 @@ class EventFile:
         self.file.close()
 
 
-def scalar(tag: str, value: float):
+@functools.cache
+def protos() -> tuple:
+    """tensorboardX's ``Event``, ``Summary`` and ``masked_crc32c``, imported at their first use (never when no
+    logger is configured) and looked up once, not at every epoch."""
+    from tensorboardX.proto.event_pb2 import Event
     from tensorboardX.proto.summary_pb2 import Summary
+    from tensorboardX.record_writer import masked_crc32c
 
+    return Event, Summary, masked_crc32c
+
+
+def scalar(tag: str, value: float):
+    Summary = protos()[1]
     return Summary.Value(tag=tag, simple_value=float(value))
 
 

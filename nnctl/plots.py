@@ -30,7 +30,7 @@ from nnctl.config import flatten
 from nnctl.data import is_number
 from nnctl.data.playground import GENERATORS as PLAYGROUND_GENERATORS
 from nnctl.errors import NnctlError
-from nnctl.runs import RunFolder, atomic_write_bytes, is_run_dir, read_json
+from nnctl.runs import RunFolder, is_run_dir, read_json, write_output
 
 if TYPE_CHECKING:  # pragma: no cover - for annotations only; matplotlib is imported lazily
     from matplotlib.axes import Axes
@@ -580,10 +580,7 @@ def write_png(path: Path, figure: "Figure", runs: Sequence[RunData]) -> Path:
     }
     data = render_png(figure, metadata)
     path = Path(path)
-    try:
-        atomic_write_bytes(path, data)
-    except OSError as exc:
-        raise NnctlError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    write_output(path, data)
     return path
 
 
@@ -681,10 +678,7 @@ def plot(paths: Sequence[str | Path], out: str | Path | None = None, metric: str
     if len(paths) == 1 and is_sweep_dir(paths[0]):
         folder = Path(paths[0])
         target = Path(out) if out is not None else folder / "plot.png"
-        try:
-            atomic_write_bytes(target, render_png(sweep_figure(folder, metric)))
-        except OSError as exc:
-            raise NnctlError(f"{target}: cannot write: {exc.strerror or exc}") from None
+        write_output(target, render_png(sweep_figure(folder, metric)))
         return target
     runs = resolve_runs(paths)
     figure = make_figure(runs, kind, metric)

@@ -104,6 +104,14 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def write_output(path: Path, data: bytes | str) -> None:
+    """A file a command was asked to write (--out): atomically, and an OSError as one line naming the file."""
+    try:
+        atomic_write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
+    except OSError as exc:
+        raise NnctlError(f"{path}: cannot write: {exc.strerror or exc}") from None
+
+
 def remove_temporary_files(folder: Path) -> list[Path]:
     """Delete the temporary files that writes killed half-way left in ``folder`` and its subfolders."""
     removed = []

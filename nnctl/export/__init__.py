@@ -11,7 +11,7 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from nnctl.errors import NnctlError
+from nnctl.errors import NnctlError, one_of
 
 #: format -> (the module it needs, the extra that installs it, the file suffix)
 FORMATS = {"onnx": ("onnx", "onnx", ".onnx"), "safetensors": ("safetensors.numpy", "safetensors", ".safetensors")}
@@ -52,12 +52,11 @@ def export(run: Path, fmt: str, out: Path | None = None, which: str | None = Non
     """Export the checkpoint of ``run`` (a run folder's chosen one, or ``which``; or a checkpoint file)."""
     from nnctl.evaluation import restore
     from nnctl.export.inference import describe
-    from nnctl.runs import atomic_write_bytes
+    from nnctl.runs import write_output
 
-    if fmt not in FORMATS:
-        raise NnctlError(f"--format: {fmt!r} is not allowed; allowed: {', '.join(FORMATS)}")
-    if which is not None and which not in CHECKPOINT_CHOICES:
-        raise NnctlError(f"--checkpoint: {which!r} is not allowed; allowed: {', '.join(CHECKPOINT_CHOICES)}")
+    one_of("--format", fmt, tuple(FORMATS))
+    if which is not None:
+        one_of("--checkpoint", which, CHECKPOINT_CHOICES)
     require(fmt)
     restored = restore(run, which)
     path = output_path(out, restored.checkpoint, fmt, force)
@@ -71,8 +70,5 @@ def export(run: Path, fmt: str, out: Path | None = None, which: str | None = Non
         from nnctl.export.pytorch import safetensors_file
 
         data, source = safetensors_file(inference, path)
-    try:
-        atomic_write_bytes(path, data)
-    except OSError as exc:
-        raise NnctlError(f"{path}: cannot write: {exc.strerror}") from None
+    write_output(path, data)
     return Exported(path, source)
